@@ -1,0 +1,3 @@
+from stillwatch.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""The `stillwatch` command: thin Typer commands over the packages."""

@@ -1,0 +1,133 @@
+"""`stillwatch demo`: the mock model, the gateway in front of it, and a short burst of traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from stillwatch.events import Account
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+async def _burst(gateway: str, keys: dict[str, str]) -> Counter[str]:
+    outcomes: Counter[str] = Counter()
+    prompts = [
+        "Explain how a hash map handles collisions.",
+        "Write a haiku about autumn rain.",
+        "What is 17 times 23? Show your steps.",
+        "Suggest three names for a bakery.",
+    ]
+    async with aiohttp.ClientSession() as http:
+        async def call(key: str, body: dict | bytes, label: str) -> None:
+            headers = {"Authorization": f"Bearer {key}"}
+            kw = {"data": body} if isinstance(body, bytes) else {"json": body}
+            async with http.post(f"{gateway}/v1/chat/completions", headers=headers, **kw) as r:
+                await r.read()
+                outcomes[f"{label}: HTTP {r.status}"] += 1
+
+        jobs = []
+        for i in range(40):
+            jobs.append(call(keys["demo-app"], {
+                "model": "mock-small", "stream": i % 4 == 0,
+                "messages": [{"role": "user", "content": prompts[i % len(prompts)]}]}, "app"))
+        for _ in range(30):  # a free-tier account runs into its 20/min limit
+            jobs.append(call(keys["demo-free"], {
+                "model": "mock-small", "messages": [{"role": "user", "content": "hi"}]}, "free"))
+        jobs.append(call(keys["demo-app"], b"{not json", "bad input"))
+        jobs.append(call(keys["demo-app"], {"model": "mock-small", "messages": []}, "bad input"))
+        jobs.append(call("sw-not-a-real-key", {"model": "mock-small", "messages": [
+            {"role": "user", "content": "hello"}]}, "unknown key"))
+        await asyncio.gather(*jobs)
+    return outcomes
+
+
+def demo(
+    data_dir: Path = typer.Option(Path("stillwatch-demo"), help="Where the demo keeps its data."),
+    port: int = typer.Option(8780, help="Gateway port (the mock model uses port + 1)."),
+    exit_after: bool = typer.Option(False, "--exit", help="Stop after the burst."),
+) -> None:
+    """Start the mock model and the gateway, send a burst of traffic, and show where to look."""
+    console = Console()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    upstream_port = port + 1
+    admin_token = secrets.token_urlsafe(24)
+    env = {**os.environ, "STILLWATCH_ADMIN_TOKEN": admin_token}
+    py = sys.executable
+    procs = [
+        subprocess.Popen([py, "-m", "stillwatch", "upstream", "--port", str(upstream_port),
+                          "--tokens-per-second", "400"], env=env),
+    ]
+    try:
+        _wait_ready(f"http://127.0.0.1:{upstream_port}/healthz", procs[0])
+        procs.append(subprocess.Popen(
+            [py, "-m", "stillwatch", "serve", "--port", str(port),
+             "--upstream", f"http://127.0.0.1:{upstream_port}", "--data-dir", str(data_dir)],
+            env=env))
+        gateway = f"http://127.0.0.1:{port}"
+        _wait_ready(f"{gateway}/healthz", procs[1])
+        from stillwatch.cli.common import open_store
+
+        store = open_store(None, str(data_dir))
+        store.upsert_accounts([Account(account_id="demo-app", tier="default"),
+                               Account(account_id="demo-free", tier="free")], actor="demo")
+        keys = {a: store.create_key(a, "demo", actor="demo").secret
+                for a in ("demo-app", "demo-free")}
+        time.sleep(2.5)  # the gateway picks up new keys on its next poll
+        outcomes = asyncio.run(_burst(gateway, keys))
+        table = Table("traffic", "answers")
+        for label, n in sorted(outcomes.items()):
+            table.add_row(label, str(n))
+        console.print(table)
+        time.sleep(0.5)  # let the telemetry writer commit the burst
+        events_out = data_dir / "events.jsonl.gz"
+        subprocess.run([py, "-m", "stillwatch", "export", "--out", str(events_out),
+                        "--accounts-out", str(data_dir / "accounts.jsonl"),
+                        "--data-dir", str(data_dir)], check=True, env=env)
+        console.print(f"\n[bold]Where to look[/bold]\n"
+                      f"  gateway (OpenAI API): {gateway}/v1  key for account demo-app: "
+                      f"{keys['demo-app']}\n"
+                      f"  metrics:              {gateway}/metrics\n"
+                      f"  readiness:            {gateway}/readyz\n"
+                      f"  admin API:            {gateway}/admin/keys "
+                      f"(Authorization: Bearer {admin_token})\n"
+                      f"  telemetry database:   {data_dir / 'stillwatch.db'}\n"
+                      f"  exported events:      {events_out}\n")
+        if exit_after:
+            return
+        console.print("Serving until Ctrl-C.")
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible gateway between API clients and the model."""

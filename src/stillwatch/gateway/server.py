@@ -1,0 +1,76 @@
+"""Builds a gateway from settings and runs it under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from stillwatch.detect import Detector
+from stillwatch.gateway.admin import build_admin_app
+from stillwatch.gateway.app import Gateway
+from stillwatch.gateway.auth import KeyRing
+from stillwatch.limits import Limiter, MemoryLimiter
+from stillwatch.policy import Policy, load_policy
+from stillwatch.store.accounts import AccountStore
+from stillwatch.store.db import database_url, make_engine
+from stillwatch.store.telemetry import TelemetryWriter
+
+DEFAULT_DATA_DIR = "stillwatch-data"
+
+
+@dataclass
+class GatewaySettings:
+    upstream: str = "http://127.0.0.1:8700"
+    policy: str | None = None
+    database: str | None = None
+    data_dir: str = DEFAULT_DATA_DIR
+    host: str = "127.0.0.1"
+    port: int = 8780
+    admin_token: str | None = None
+    replica: str | None = None
+    upstream_token: str | None = None
+    key_poll_seconds: float = 2.0
+
+
+def make_limiter(policy: Policy) -> Limiter:
+    if policy.limits_backend == "redis":
+        from stillwatch.limits.redis import RedisLimiter
+
+        return RedisLimiter(policy.redis_url, use_server_time=True)
+    return MemoryLimiter()
+
+
+def build_gateway(settings: GatewaySettings, *, policy: Policy | None = None,
+                  detector: Detector | None = None) -> Gateway:
+    policy = policy or load_policy(settings.policy)
+    engine = make_engine(database_url(settings.database, settings.data_dir))
+    store = AccountStore(engine)
+    keyring = KeyRing(store, poll_interval=settings.key_poll_seconds)
+    telemetry = TelemetryWriter(
+        engine,
+        spool_dir=Path(settings.data_dir) / "spool",
+        privacy=policy.privacy,
+        replica=settings.replica or "",
+        retention_days=policy.retention_days,
+    )
+    admin_token = settings.admin_token or os.environ.get("STILLWATCH_ADMIN_TOKEN")
+    admin = build_admin_app(store, keyring, admin_token)
+    return Gateway(
+        policy=policy, upstream_url=settings.upstream, keyring=keyring, telemetry=telemetry,
+        limiter=make_limiter(policy), detector=detector, admin_app=admin,
+        upstream_token=settings.upstream_token,
+    )
+
+
+def run_gateway(settings: GatewaySettings, *, log_level: str = "warning") -> None:
+    import uvicorn
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    app = build_gateway(settings)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level=log_level, access_log=False,
+        lifespan="on", loop="uvloop", http="httptools", timeout_graceful_shutdown=30,
+        timeout_keep_alive=75, backlog=4096,
+    )

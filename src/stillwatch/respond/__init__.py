@@ -1,0 +1,1 @@
+"""Responses to risk: what a degraded answer keeps and loses."""

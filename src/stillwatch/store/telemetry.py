@@ -1,0 +1,263 @@
+"""Telemetry: request events written in batches by a background thread, off the request path.
+
+Nothing is lost: a batch that fails to commit is kept and retried with backoff (inserts ignore
+duplicate ids, so a retried batch whose first commit did land is harmless); while the database
+is away, events past a memory bound are appended to a local spool file; at shutdown whatever
+could not be committed in time goes to the spool; at start the spool is loaded first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from stillwatch.events import RequestEvent, RecordWriter, parse_ts, read_records
+from stillwatch.store.db import events as events_table
+from stillwatch.store.db import insert_ignoring_duplicates
+from stillwatch.store.privacy import apply_privacy
+
+log = logging.getLogger("stillwatch.telemetry")
+_STOP = object()
+
+
+class TelemetryWriter:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        spool_dir: str | Path,
+        privacy: str = "full",
+        replica: str = "",
+        batch_size: int = 1000,
+        flush_interval: float = 0.1,
+        max_pending: int = 200_000,
+        retention_days: float | None = None,
+    ) -> None:
+        self.engine = engine
+        self.spool_dir = Path(spool_dir)
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.privacy = privacy
+        self.replica = replica or f"{os.uname().nodename}:{os.getpid()}"
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_pending = max_pending
+        self.retention_days = retention_days
+        self.submitted = 0
+        self.written = 0
+        self.failures = 0
+        self.spooled = 0
+        self.healthy = True
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._encoder = msgspec.json.Encoder()
+        self._insert = insert_ignoring_duplicates(engine, events_table)
+        self._thread = threading.Thread(target=self._run, name="stillwatch-telemetry", daemon=True)
+        self._stop_deadline: float | None = None
+        self._last_retention = 0.0
+
+    # --- producer side (any thread, never blocks) ------------------------------------------
+    def submit(self, event: RequestEvent) -> None:
+        self.submitted += 1
+        self._queue.put(event)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every event submitted so far is committed or spooled."""
+        target = self.submitted
+        deadline = time.monotonic() + timeout
+        while self.written + self.spooled < target:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what is queued; what cannot reach the database in `timeout` goes to the spool."""
+        self._stop_deadline = time.monotonic() + timeout
+        self._queue.put(_STOP)
+        self._thread.join(timeout + 5)
+
+    # --- consumer thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        self._load_spool()
+        batch: list[RequestEvent] = []
+        stopping = False
+        while True:
+            timeout = self.flush_interval if batch else 0.5
+            try:
+                item = self._queue.get(timeout=timeout)
+                if item is _STOP:
+                    stopping = True
+                else:
+                    batch.append(item)
+                    while len(batch) < self.batch_size:
+                        item = self._queue.get_nowait()
+                        if item is _STOP:
+                            stopping = True
+                            break
+                        batch.append(item)
+            except queue.Empty:
+                pass
+            if batch and (stopping or len(batch) >= self.batch_size or self._queue.empty()):
+                if self._commit_with_retry(batch, stopping):
+                    batch = []
+            if stopping:
+                while True:  # drain whatever arrived after the stop signal
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not _STOP:
+                        batch.append(item)
+                if batch and not self._commit_with_retry(batch, True):
+                    self._spool(batch)
+                return
+            self._maybe_apply_retention()
+
+    def _commit_with_retry(self, batch: list[RequestEvent], stopping: bool) -> bool:
+        delay = 0.1
+        while True:
+            try:
+                self._commit(batch)
+                self.healthy = True
+                return True
+            except SQLAlchemyError as exc:
+                self.failures += 1
+                self.healthy = False
+                log.warning("telemetry commit failed (%d events kept): %s", len(batch),
+                            str(exc).splitlines()[0])
+            if stopping and self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
+                return False
+            if not stopping and self._queue.qsize() + len(batch) > self.max_pending:
+                # bound memory while the database is away: park the backlog on local disk
+                backlog = list(batch)
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        self._queue.put(_STOP)
+                        break
+                    backlog.append(item)
+                self._spool(backlog)
+                return True
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _rows(self, batch: list[RequestEvent]) -> list[dict[str, Any]]:
+        rows = []
+        for ev in batch:
+            stored = apply_privacy(ev, self.privacy)
+            rows.append({
+                "id": ev.id,
+                "ts": ev.ts,
+                "ts_epoch": parse_ts(ev.ts),
+                "account_id": ev.account_id,
+                "action": ev.action,
+                "replica": self.replica,
+                "data": self._encoder.encode(stored).decode(),
+            })
+        return rows
+
+    def _commit(self, batch: list[RequestEvent]) -> None:
+        rows = self._rows(batch)
+        with self.engine.begin() as conn:
+            conn.execute(self._insert, rows)
+        self.written += len(batch)
+
+    # --- spool ----------------------------------------------------------------------------
+    def _spool(self, batch: list[RequestEvent]) -> None:
+        path = self.spool_dir / f"spool-{time.time_ns()}-{os.getpid()}.jsonl"
+        with open(path, "ab") as fh:
+            for ev in batch:
+                fh.write(self._encoder.encode(ev) + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.spooled += len(batch)
+        log.warning("telemetry: %d events spooled to %s", len(batch), path)
+
+    def _load_spool(self) -> None:
+        for path in sorted(self.spool_dir.glob("spool-*.jsonl")):
+            batch: list[RequestEvent] = []
+            try:
+                for ev in read_records(path, RequestEvent, skip_invalid=True):
+                    batch.append(ev)
+                    if len(batch) >= self.batch_size:
+                        self._commit(batch)
+                        batch = []
+                if batch:
+                    self._commit(batch)
+            except SQLAlchemyError as exc:
+                log.warning("telemetry: spool %s not loaded yet: %s", path, exc)
+                return
+            path.unlink()
+
+    # --- retention ------------------------------------------------------------------------
+    def _maybe_apply_retention(self) -> None:
+        if self.retention_days is None or time.monotonic() - self._last_retention < 3600:
+            return
+        self._last_retention = time.monotonic()
+        try:
+            apply_retention(self.engine, self.retention_days)
+        except SQLAlchemyError as exc:
+            log.warning("telemetry: retention not applied: %s", exc)
+
+
+def apply_retention(engine: Engine, days: float, now: float | None = None) -> int:
+    cutoff = (now or time.time()) - days * 86400
+    with engine.begin() as conn:
+        return conn.execute(delete(events_table).where(events_table.c.ts_epoch < cutoff)).rowcount
+
+
+def count_events(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(events_table)).scalar_one())
+
+
+def iter_stored_events(engine: Engine, since: float | None = None, until: float | None = None,
+                       chunk: int = 5000) -> Iterator[RequestEvent]:
+    """Stored events in time order, read in keyset pages so memory stays flat."""
+    decoder = msgspec.json.Decoder(RequestEvent)
+    last: tuple[float, str] = (since if since is not None else float("-inf"), "")
+    first = True
+    while True:
+        q = select(events_table.c.ts_epoch, events_table.c.id, events_table.c.data)
+        if first:
+            q = q.where(events_table.c.ts_epoch >= last[0]) if since is not None else q
+        else:
+            q = q.where(
+                (events_table.c.ts_epoch > last[0])
+                | ((events_table.c.ts_epoch == last[0]) & (events_table.c.id > last[1]))
+            )
+        if until is not None:
+            q = q.where(events_table.c.ts_epoch <= until)
+        q = q.order_by(events_table.c.ts_epoch, events_table.c.id).limit(chunk)
+        with engine.connect() as conn:
+            rows = conn.execute(q).all()
+        if not rows:
+            return
+        for ts_epoch, ev_id, data in rows:
+            yield decoder.decode(data)
+            last = (ts_epoch, ev_id)
+        first = False
+
+
+def export_events(engine: Engine, out: str | Path, since: float | None = None,
+                  until: float | None = None) -> int:
+    with RecordWriter(out, RequestEvent) as writer:
+        return writer.write_all(iter_stored_events(engine, since, until))

@@ -1,0 +1,138 @@
+"""Servers in threads and small waits, shared by the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from stillwatch.events import Account
+from stillwatch.gateway.app import Gateway
+from stillwatch.gateway.server import GatewaySettings, build_gateway
+from stillwatch.policy import load_policy
+from stillwatch.events import RequestEvent
+from stillwatch.store.telemetry import count_events, iter_stored_events
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerThread:
+    """An ASGI app under uvicorn in a thread of its own, on a free port."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                     access_log=False, lifespan="on", loop="asyncio")
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.app = app
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+class GatewayHandle:
+    def __init__(self, app: Gateway, server: ServerThread) -> None:
+        self.app = app
+        self.server = server
+        self.url = server.url
+        self.store = app.keyring.store
+
+    def account(self, account_id: str, tier: str | None = None, org: str | None = None) -> str:
+        """Create an account with one key; returns the key's secret."""
+        self.store.upsert_accounts([Account(account_id=account_id, tier=tier, org_id=org)])
+        secret = self.store.create_key(account_id).secret
+        self.app.keyring.load()
+        return secret
+
+    def events(self, n: int, timeout: float = 20.0) -> int:
+        return wait_for_events(self.app.telemetry.engine, n, timeout)
+
+    def flush(self) -> list[RequestEvent]:
+        """Every event so far, once the telemetry writer has committed it."""
+        assert self.app.telemetry.flush(20)
+        return list(iter_stored_events(self.app.telemetry.engine))
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_gateway(data_dir: Path, upstream: str, *, detector: Any = None,
+                  **policy_overrides: Any) -> GatewayHandle:
+    policy = load_policy(None, **policy_overrides)
+    settings = GatewaySettings(upstream=upstream, data_dir=str(data_dir),
+                               admin_token="admin-secret-token", key_poll_seconds=0.2)
+    app = build_gateway(settings, policy=policy, detector=detector)
+    app.telemetry.flush_interval = 0.02
+    return GatewayHandle(app, ServerThread(app).start())
+
+
+def wait_for_events(engine: Any, n: int, timeout: float = 20.0) -> int:
+    deadline = time.monotonic() + timeout
+    got = count_events(engine)
+    while got < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+        got = count_events(engine)
+    return got
+
+
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} not up after {timeout}s")
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[bytes]:
+    """`python -m stillwatch ARGS` as a child process."""
+    return subprocess.Popen([sys.executable, "-m", "stillwatch", *args],
+                            env={**os.environ, **(env or {})}, **kw)
+
+
+def until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
