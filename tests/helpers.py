@@ -38,7 +38,8 @@ class ServerThread:
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.port = port or free_port()
         self.config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                     access_log=False, lifespan="on", loop="asyncio")
+                                     access_log=False, lifespan="on", loop="asyncio",
+                                     proxy_headers=False)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.app = app

@@ -225,7 +225,8 @@ class Gateway:
                                code="invalid_api_key")
             ex.key = key
             body = _parse(raw)
-            ex.body = body
+            if isinstance(body, dict):
+                ex.body = body
             validate_request(endpoint, body, self.policy)
         except ApiError as err:
             ex.action = "rejected"

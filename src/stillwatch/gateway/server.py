@@ -73,4 +73,5 @@ def run_gateway(settings: GatewaySettings, *, log_level: str = "warning") -> Non
         app, host=settings.host, port=settings.port, log_level=log_level, access_log=False,
         lifespan="on", loop="uvloop", http="httptools", timeout_graceful_shutdown=30,
         timeout_keep_alive=75, backlog=4096,
+        proxy_headers=False,  # the gateway trusts forwarded headers only from its own list
     )

@@ -124,7 +124,11 @@ class MockModel:
         if self.s.latency_ms:
             await asyncio.sleep(self.s.latency_ms / 1000)
         if fault == "timeout":
-            await asyncio.sleep(3600)
+            # hang until the caller gives up (and then stop, so shutdown is not held up)
+            for _ in range(36_000):
+                if await request.is_disconnected():
+                    return Response(status_code=499)
+                await asyncio.sleep(0.1)
         n = int(body.get("n") or 1)
         answers = [self._answer(body, i) for i in range(n)]
         model = str(body.get("model", MODELS[0]))
