@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import GatewayHandle, ServerThread, start_gateway  # noqa: E402
+from stillwatch.upstream.mock import MockSettings, build_mock_app
 
-from stillwatch.upstream.mock import MockSettings, build_mock_app  # noqa: E402
+from helpers import GatewayHandle, ServerThread, start_gateway
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/9"

@@ -16,11 +16,10 @@ from typing import Any
 
 import uvicorn
 
-from stillwatch.events import Account
+from stillwatch.events import Account, RequestEvent
 from stillwatch.gateway.app import Gateway
 from stillwatch.gateway.server import GatewaySettings, build_gateway
 from stillwatch.policy import load_policy
-from stillwatch.events import RequestEvent
 from stillwatch.store.telemetry import count_events, iter_stored_events
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,9 +36,16 @@ class ServerThread:
 
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                     access_log=False, lifespan="on", loop="asyncio",
-                                     proxy_headers=False)
+        self.config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            loop="asyncio",
+            proxy_headers=False,
+        )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.app = app
@@ -91,11 +97,16 @@ class GatewayHandle:
         self.server.stop()
 
 
-def start_gateway(data_dir: Path, upstream: str, *, detector: Any = None,
-                  **policy_overrides: Any) -> GatewayHandle:
+def start_gateway(
+    data_dir: Path, upstream: str, *, detector: Any = None, **policy_overrides: Any
+) -> GatewayHandle:
     policy = load_policy(None, **policy_overrides)
-    settings = GatewaySettings(upstream=upstream, data_dir=str(data_dir),
-                               admin_token="admin-secret-token", key_poll_seconds=0.2)
+    settings = GatewaySettings(
+        upstream=upstream,
+        data_dir=str(data_dir),
+        admin_token="admin-secret-token",
+        key_poll_seconds=0.2,
+    )
     app = build_gateway(settings, policy=policy, detector=detector)
     app.telemetry.flush_interval = 0.02
     return GatewayHandle(app, ServerThread(app).start())
@@ -126,8 +137,9 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[Any] | Non
 
 def spawn(args: list[str], env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[bytes]:
     """`python -m stillwatch ARGS` as a child process."""
-    return subprocess.Popen([sys.executable, "-m", "stillwatch", *args],
-                            env={**os.environ, **(env or {})}, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "stillwatch", *args], env={**os.environ, **(env or {})}, **kw
+    )
 
 
 def until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:

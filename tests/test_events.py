@@ -25,12 +25,20 @@ from stillwatch.events import (
 
 def _event(i: int, ts: float) -> RequestEvent:
     return RequestEvent(
-        id=f"r{i:05d}", ts=format_ts(ts), account_id=f"acct{i % 7}", ip=f"10.0.{i % 250}.{i % 200}",
-        request={"model": "m", "messages": [{"role": "user", "content": f"question {i} ✓"}],
-                 "temperature": 0},
+        id=f"r{i:05d}",
+        ts=format_ts(ts),
+        account_id=f"acct{i % 7}",
+        ip=f"10.0.{i % 250}.{i % 200}",
+        request={
+            "model": "m",
+            "messages": [{"role": "user", "content": f"question {i} ✓"}],
+            "temperature": 0,
+        },
         response=Response(status=200, content=f"answer {i}", finish_reason="stop"),
         usage=Usage(prompt_tokens=3, completion_tokens=i % 50),
-        action="allow", latency_ms=1.5, end_user="u1" if i % 2 else None,
+        action="allow",
+        latency_ms=1.5,
+        end_user="u1" if i % 2 else None,
     )
 
 
@@ -46,15 +54,37 @@ def test_events_round_trip_in_every_format(tmp_path: Path, suffix: str) -> None:
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 def test_every_record_type_round_trips(tmp_path: Path, suffix: str) -> None:
     samples = {
-        Account: [Account(account_id="a1", created_at="2026-01-01T00:00:00Z", tier="free",
-                          email_domain="example.com", org_id="o1")],
+        Account: [
+            Account(
+                account_id="a1",
+                created_at="2026-01-01T00:00:00Z",
+                tier="free",
+                email_domain="example.com",
+                org_id="o1",
+            )
+        ],
         Label: [Label(account_id="a1", label="attacker", campaign_id="c1", persona="hydra")],
-        Verdict: [Verdict(account_id="a1", risk=0.9, flagged=True, action="review",
-                          reasons=["template reuse"], first_flagged_at="2026-01-01T00:00:01Z",
-                          requests_before_flag=12)],
-        Campaign: [Campaign(campaign_id="c1", accounts=["a1", "a2"],
-                            first_seen="2026-01-01T00:00:00Z", detected_at="2026-01-01T01:00:00Z",
-                            evidence=["shared /24"], indicators={"ip_ranges": ["10.0.0.0/24"]})],
+        Verdict: [
+            Verdict(
+                account_id="a1",
+                risk=0.9,
+                flagged=True,
+                action="review",
+                reasons=["template reuse"],
+                first_flagged_at="2026-01-01T00:00:01Z",
+                requests_before_flag=12,
+            )
+        ],
+        Campaign: [
+            Campaign(
+                campaign_id="c1",
+                accounts=["a1", "a2"],
+                first_seen="2026-01-01T00:00:00Z",
+                detected_at="2026-01-01T01:00:00Z",
+                evidence=["shared /24"],
+                indicators={"ip_ranges": ["10.0.0.0/24"]},
+            )
+        ],
     }
     for kind, records in samples.items():
         path = tmp_path / f"{kind.__name__}{suffix}"
@@ -63,17 +93,19 @@ def test_every_record_type_round_trips(tmp_path: Path, suffix: str) -> None:
 
 
 def test_bad_lines_name_the_line_and_the_field(tmp_path: Path) -> None:
-    good = b'{"id":"a","ts":"2026-02-12T10:00:00.123Z","account_id":null,"ip":"1.2.3.4","request":{}}'
+    good = (
+        b'{"id":"a","ts":"2026-02-12T10:00:00.123Z","account_id":null,"ip":"1.2.3.4","request":{}}'
+    )
     cases = {
         b'{"id":"a","ts":"yesterday","account_id":null,"ip":"1.2.3.4","request":{}}': "ts",
         b'{"id":"a","ts":"2026-02-12T10:00:00Z","account_id":null,"ip":"nope","request":{}}': "ip",
         b'{"id":"a","ts":"2026-02-12T10:00:00Z","ip":"1.2.3.4","request":{}}': "account_id",
-        b'{"id":"a","ts":"2026-02-12T10:00:00Z","account_id":"x","ip":"1.2.3.4","request":[]}':
-            "request",
+        b'{"id":"a","ts":"2026-02-12T10:00:00Z","account_id":"x","ip":"1.2.3.4",'
+        b'"request":[]}': "request",
         b'{"id":"a","ts":"2026-02-12T10:00:00Z","account_id":"x","ip":"1.2.3.4","request":{},'
         b'"action":"smite"}': "action",
         b'{"id":"a", "ts": ': "malformed",
-        b'\xff\xfe{}': "",
+        b"\xff\xfe{}": "",
     }
     for bad, word in cases.items():
         path = tmp_path / "e.jsonl"

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import start_gateway
 
 from stillwatch.detect import Decision, RequestContext
 from stillwatch.events import RequestEvent
+
+from helpers import start_gateway
 
 MSGS = [{"role": "user", "content": "hi"}]
 
@@ -19,8 +20,9 @@ MSGS = [{"role": "user", "content": "hi"}]
 class ScriptedDetector:
     """Returns a fixed decision per account and remembers what it was shown."""
 
-    def __init__(self, decisions: dict[str, Decision], delay: float = 0.0,
-                 async_delay: float | None = None) -> None:
+    def __init__(
+        self, decisions: dict[str, Decision], delay: float = 0.0, async_delay: float | None = None
+    ) -> None:
         self.decisions = decisions
         self.delay = delay
         self.async_delay = async_delay
@@ -33,9 +35,11 @@ class ScriptedDetector:
         if self.delay:
             time.sleep(self.delay)
         if self.async_delay is not None:
+
             async def later() -> Decision:
                 await asyncio.sleep(self.async_delay)
                 return decision
+
             return later()
         return decision
 
@@ -44,28 +48,43 @@ class ScriptedDetector:
 
 
 def post(gw, key: str, **body):
-    return httpx.post(gw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                      json={"model": "mock-reason", "messages": MSGS, **body})
+    return httpx.post(
+        gw.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "mock-reason", "messages": MSGS, **body},
+    )
 
 
 @pytest.fixture
 def detector() -> ScriptedDetector:
-    return ScriptedDetector({
-        "blocked": Decision(action="block", risk=0.99, rule="campaign:c1",
-                            reasons=("shared payment fingerprint with 40 accounts",)),
-        "challenged": Decision(action="challenge", risk=0.8, rule="risk>0.8"),
-        "reviewed": Decision(action="review", risk=0.6, rule="risk>0.5"),
-        "degraded": Decision(action="degrade", risk=0.7, rule="coercion"),
-        "throttled": Decision(action="throttle", risk=0.7, rule="volume"),
-    })
+    return ScriptedDetector(
+        {
+            "blocked": Decision(
+                action="block",
+                risk=0.99,
+                rule="campaign:c1",
+                reasons=("shared payment fingerprint with 40 accounts",),
+            ),
+            "challenged": Decision(action="challenge", risk=0.8, rule="risk>0.8"),
+            "reviewed": Decision(action="review", risk=0.6, rule="risk>0.5"),
+            "degraded": Decision(action="degrade", risk=0.7, rule="coercion"),
+            "throttled": Decision(action="throttle", risk=0.7, rule="volume"),
+        }
+    )
 
 
 def test_enforce_mode_applies_each_action(tmp_path: Path, mock_upstream, detector) -> None:
-    gw = start_gateway(tmp_path, mock_upstream.url, detector=detector,
-                       tiers={"default": {"account": {"requests": "100/min"}}})
+    gw = start_gateway(
+        tmp_path,
+        mock_upstream.url,
+        detector=detector,
+        tiers={"default": {"account": {"requests": "100/min"}}},
+    )
     try:
-        keys = {a: gw.account(a) for a in ("blocked", "challenged", "reviewed", "degraded",
-                                           "throttled", "clean")}
+        keys = {
+            a: gw.account(a)
+            for a in ("blocked", "challenged", "reviewed", "degraded", "throttled", "clean")
+        }
         r = post(gw, keys["blocked"])
         assert r.status_code == 403
         assert r.json()["error"]["code"] == "access_blocked"
@@ -102,9 +121,12 @@ def test_degraded_stream_withholds_reasoning(tmp_path: Path, mock_upstream, dete
     try:
         key = gw.account("degraded")
         for model in ("mock-reason", "mock-think"):
-            with httpx.stream("POST", gw.url + "/v1/chat/completions",
-                              headers={"Authorization": f"Bearer {key}"},
-                              json={"model": model, "messages": MSGS, "stream": True}) as r:
+            with httpx.stream(
+                "POST",
+                gw.url + "/v1/chat/completions",
+                headers={"Authorization": f"Bearer {key}"},
+                json={"model": model, "messages": MSGS, "stream": True},
+            ) as r:
                 body = b"".join(r.iter_bytes())
             assert b"reasoning_content" not in body and b"<think>" not in body
             assert b'"content"' in body and body.rstrip().endswith(b"[DONE]")
@@ -112,8 +134,9 @@ def test_degraded_stream_withholds_reasoning(tmp_path: Path, mock_upstream, dete
         gw.stop()
 
 
-def test_shadow_mode_serves_and_records_what_would_happen(tmp_path: Path, mock_upstream,
-                                                          detector) -> None:
+def test_shadow_mode_serves_and_records_what_would_happen(
+    tmp_path: Path, mock_upstream, detector
+) -> None:
     gw = start_gateway(tmp_path, mock_upstream.url, detector=detector, mode="shadow")
     try:
         key = gw.account("blocked")
@@ -125,8 +148,9 @@ def test_shadow_mode_serves_and_records_what_would_happen(tmp_path: Path, mock_u
 
 
 def test_allow_list_skips_the_detector(tmp_path: Path, mock_upstream, detector) -> None:
-    gw = start_gateway(tmp_path, mock_upstream.url, detector=detector,
-                       allow_list={"accounts": ["blocked"]})
+    gw = start_gateway(
+        tmp_path, mock_upstream.url, detector=detector, allow_list={"accounts": ["blocked"]}
+    )
     try:
         assert post(gw, gw.account("blocked")).status_code == 200
         (event,) = gw.flush()
@@ -138,9 +162,11 @@ def test_allow_list_skips_the_detector(tmp_path: Path, mock_upstream, detector) 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_slow_detector_fails_open_and_is_counted(tmp_path: Path, mock_upstream, kind) -> None:
-    slow = ScriptedDetector({"blocked": Decision(action="block", risk=1.0)},
-                            delay=0.05 if kind == "sync" else 0.0,
-                            async_delay=0.5 if kind == "async" else None)
+    slow = ScriptedDetector(
+        {"blocked": Decision(action="block", risk=1.0)},
+        delay=0.05 if kind == "sync" else 0.0,
+        async_delay=0.5 if kind == "async" else None,
+    )
     gw = start_gateway(tmp_path, mock_upstream.url, detector=slow, decision_budget_ms=10)
     try:
         assert post(gw, gw.account("blocked")).status_code == 200
@@ -172,13 +198,24 @@ def test_detector_sees_context(tmp_path: Path, mock_upstream) -> None:
     gw = start_gateway(tmp_path, mock_upstream.url, detector=det, trusted_proxies=["127.0.0.1/32"])
     try:
         key = gw.account("ctx", tier="enterprise", org="org-9")
-        httpx.post(gw.url + "/v1/chat/completions", json={"model": "mock-small", "messages": MSGS,
-                                                          "user": "end-7"},
-                   headers={"Authorization": f"Bearer {key}", "X-Forwarded-For": "192.0.2.44",
-                            "User-Agent": "probe/1"})
+        httpx.post(
+            gw.url + "/v1/chat/completions",
+            json={"model": "mock-small", "messages": MSGS, "user": "end-7"},
+            headers={
+                "Authorization": f"Bearer {key}",
+                "X-Forwarded-For": "192.0.2.44",
+                "User-Agent": "probe/1",
+            },
+        )
         (ctx,) = det.seen
         assert (ctx.account_id, ctx.org_id, ctx.tier, ctx.end_user, ctx.ip, ctx.user_agent) == (
-            "ctx", "org-9", "enterprise", "end-7", "192.0.2.44", "probe/1")
+            "ctx",
+            "org-9",
+            "enterprise",
+            "end-7",
+            "192.0.2.44",
+            "probe/1",
+        )
         assert ctx.body["messages"] == MSGS
     finally:
         gw.stop()

@@ -11,7 +11,6 @@ import httpx
 import openai
 import orjson
 import pytest
-from helpers import ServerThread, start_gateway
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -19,6 +18,8 @@ from starlette.routing import Route
 
 from stillwatch.events import RequestEvent
 from stillwatch.store.telemetry import iter_stored_events
+
+from helpers import ServerThread, start_gateway
 
 
 def client(gw, key: str, **kw) -> openai.OpenAI:
@@ -28,8 +29,8 @@ def client(gw, key: str, **kw) -> openai.OpenAI:
 def test_json_completion_through_gateway(gateway) -> None:
     key = gateway.account("acct-json")
     out = client(gateway, key).chat.completions.create(
-        model="mock-small", messages=[{"role": "user", "content": "Say something."}],
-        max_tokens=50)
+        model="mock-small", messages=[{"role": "user", "content": "Say something."}], max_tokens=50
+    )
     assert out.choices[0].message.content
     assert out.usage.completion_tokens > 0
     assert gateway.events(1) == 1
@@ -54,15 +55,21 @@ def test_streaming_completion_and_usage(gateway) -> None:
     key = gateway.account("acct-stream")
     c = client(gateway, key)
     stream = c.chat.completions.create(
-        model="mock-reason", messages=[{"role": "user", "content": "Stream please."}], stream=True)
+        model="mock-reason", messages=[{"role": "user", "content": "Stream please."}], stream=True
+    )
     chunks = list(stream)
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert text.strip()
     # the client did not ask for usage, so the gateway's own usage chunk is not shown to it
     assert all(ch.choices for ch in chunks)
-    with_usage = list(c.chat.completions.create(
-        model="mock-small", messages=[{"role": "user", "content": "Stream please."}],
-        stream=True, stream_options={"include_usage": True}))
+    with_usage = list(
+        c.chat.completions.create(
+            model="mock-small",
+            messages=[{"role": "user", "content": "Stream please."}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert with_usage[-1].usage is not None and with_usage[-1].usage.completion_tokens > 0
     assert gateway.events(2) == 2
     events = {e.model: e for e in iter_stored_events(gateway.app.telemetry.engine)}
@@ -81,25 +88,40 @@ def test_first_chunk_reaches_client_while_upstream_still_generating(tmp_path: Pa
 
     async def chat(request: Request) -> StreamingResponse:
         async def gen():
-            first = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": "first"},
-                                  "finish_reason": None}]}
+            first = {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": "first"},
+                        "finish_reason": None,
+                    }
+                ],
+            }
             yield b"data: " + orjson.dumps(first) + b"\n\n"
             ok = await asyncio.to_thread(client_saw_first.wait, 10)
             upstream_waited.append(ok)
-            last = {**first, "choices": [{"index": 0, "delta": {"content": " second"},
-                                          "finish_reason": "stop"}]}
+            last = {
+                **first,
+                "choices": [{"index": 0, "delta": {"content": " second"}, "finish_reason": "stop"}],
+            }
             yield b"data: " + orjson.dumps(last) + b"\n\n"
             yield b"data: [DONE]\n\n"
+
         return StreamingResponse(gen(), media_type="text/event-stream")
 
-    upstream = ServerThread(Starlette(routes=[Route("/v1/chat/completions", chat,
-                                                    methods=["POST"])])).start()
+    upstream = ServerThread(
+        Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    ).start()
     gw = start_gateway(tmp_path, upstream.url)
     try:
         key = gw.account("acct-first")
         stream = client(gw, key).chat.completions.create(
-            model="m", messages=[{"role": "user", "content": "go"}], stream=True)
+            model="m", messages=[{"role": "user", "content": "go"}], stream=True
+        )
         pieces = []
         for chunk in stream:
             pieces.append(chunk.choices[0].delta.content)
@@ -112,15 +134,19 @@ def test_first_chunk_reaches_client_while_upstream_still_generating(tmp_path: Pa
 
 
 def test_rate_limit_429_headers_and_retry_after(tmp_path: Path, mock_upstream) -> None:
-    gw = start_gateway(tmp_path, mock_upstream.url, tiers={
-        "default": {"key": {"requests": "3/2s", "tokens": "100000/min"}}})
+    gw = start_gateway(
+        tmp_path,
+        mock_upstream.url,
+        tiers={"default": {"key": {"requests": "3/2s", "tokens": "100000/min"}}},
+    )
     try:
         key = gw.account("acct-limited")
         c = client(gw, key, max_retries=0)
         msgs = [{"role": "user", "content": "hello"}]
         for _ in range(3):
-            raw = c.chat.completions.with_raw_response.create(model="mock-small", messages=msgs,
-                                                              max_tokens=16)
+            raw = c.chat.completions.with_raw_response.create(
+                model="mock-small", messages=msgs, max_tokens=16
+            )
             assert raw.headers["x-ratelimit-limit-requests"] == "3"
             assert int(raw.headers["x-ratelimit-remaining-requests"]) >= 0
             assert raw.headers["x-ratelimit-limit-tokens"] == "100000"
@@ -153,8 +179,9 @@ def test_rate_limit_429_headers_and_retry_after(tmp_path: Path, mock_upstream) -
 
 
 def test_token_reservation_is_settled_with_real_usage(tmp_path: Path, mock_upstream) -> None:
-    gw = start_gateway(tmp_path, mock_upstream.url, tiers={
-        "default": {"account": {"tokens": "3000/hour"}}})
+    gw = start_gateway(
+        tmp_path, mock_upstream.url, tiers={"default": {"account": {"tokens": "3000/hour"}}}
+    )
     try:
         key = gw.account("acct-tokens")
         c = client(gw, key, max_retries=0)
@@ -172,16 +199,22 @@ def test_token_reservation_is_settled_with_real_usage(tmp_path: Path, mock_upstr
 
 
 def test_per_dimension_limits_end_user_and_subnet(tmp_path: Path, mock_upstream) -> None:
-    gw = start_gateway(tmp_path, mock_upstream.url, trusted_proxies=["127.0.0.0/8"], tiers={
-        "default": {"end_user": {"requests": "2/min"}, "subnet": {"requests": "5/min"}}})
+    gw = start_gateway(
+        tmp_path,
+        mock_upstream.url,
+        trusted_proxies=["127.0.0.0/8"],
+        tiers={"default": {"end_user": {"requests": "2/min"}, "subnet": {"requests": "5/min"}}},
+    )
     try:
         key = gw.account("acct-app")
         msgs = [{"role": "user", "content": "hi"}]
 
         def call(user: str, ip: str) -> int:
-            r = httpx.post(gw.url + "/v1/chat/completions", headers={
-                "Authorization": f"Bearer {key}", "X-Forwarded-For": ip},
-                json={"model": "mock-small", "messages": msgs, "user": user})
+            r = httpx.post(
+                gw.url + "/v1/chat/completions",
+                headers={"Authorization": f"Bearer {key}", "X-Forwarded-For": ip},
+                json={"model": "mock-small", "messages": msgs, "user": user},
+            )
             return r.status_code
 
         assert [call("alice", "203.0.113.1") for _ in range(3)] == [200, 200, 429]
@@ -200,7 +233,8 @@ def test_per_dimension_limits_end_user_and_subnet(tmp_path: Path, mock_upstream)
 def test_event_records_are_valid_spec_records(gateway) -> None:
     key = gateway.account("acct-valid")
     client(gateway, key).chat.completions.create(
-        model="mock-small", messages=[{"role": "user", "content": "x"}])
+        model="mock-small", messages=[{"role": "user", "content": "x"}]
+    )
     gateway.events(1)
     for event in iter_stored_events(gateway.app.telemetry.engine):
         assert isinstance(event, RequestEvent)

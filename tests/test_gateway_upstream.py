@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+
 from helpers import free_port, start_gateway
 
 MSGS = [{"role": "user", "content": "hi"}]
@@ -35,8 +36,11 @@ def test_upstream_timeout_gives_504(tmp_path: Path, mock_upstream) -> None:
         mock = mock_upstream.app.state.model
         mock.s.timeout_rate = 1.0
         try:
-            r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m", "messages": MSGS},
-                           headers={"Authorization": f"Bearer {key}"})
+            r = httpx.post(
+                gw.url + "/v1/chat/completions",
+                json={"model": "m", "messages": MSGS},
+                headers={"Authorization": f"Bearer {key}"},
+            )
         finally:
             mock.s.timeout_rate = 0.0
         assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_timeout"
@@ -55,8 +59,11 @@ def test_upstream_error_status_is_passed_on_and_recorded(tmp_path: Path, mock_up
         old = mock.s.error_rate
         mock.s.error_rate = 1.0
         try:
-            r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m", "messages": MSGS},
-                           headers={"Authorization": f"Bearer {key}"})
+            r = httpx.post(
+                gw.url + "/v1/chat/completions",
+                json={"model": "m", "messages": MSGS},
+                headers={"Authorization": f"Bearer {key}"},
+            )
         finally:
             mock.s.error_rate = old
         assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
@@ -73,9 +80,12 @@ def test_cut_stream_ends_cleanly_and_is_recorded(tmp_path: Path, mock_upstream) 
         key = gw.account("acct-cut")
         mock.s.cut_rate = 1.0
         try:
-            with httpx.stream("POST", gw.url + "/v1/chat/completions",
-                              json={"model": "m", "messages": MSGS, "stream": True},
-                              headers={"Authorization": f"Bearer {key}"}) as r:
+            with httpx.stream(
+                "POST",
+                gw.url + "/v1/chat/completions",
+                json={"model": "m", "messages": MSGS, "stream": True},
+                headers={"Authorization": f"Bearer {key}"},
+            ) as r:
                 body = b"".join(r.iter_bytes())
         finally:
             mock.s.cut_rate = 0.0

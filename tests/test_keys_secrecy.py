@@ -4,39 +4,60 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import time
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
-from helpers import start_gateway
 
 from stillwatch.events import Account
 from stillwatch.store.accounts import AccountStore, hash_key
 from stillwatch.store.db import database_url, make_engine
 
+from helpers import start_gateway
 
-def test_keys_never_readable_from_store_logs_or_telemetry(tmp_path: Path, mock_upstream,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+
+def test_keys_never_readable_from_store_logs_or_telemetry(
+    tmp_path: Path, mock_upstream, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     gw = start_gateway(tmp_path, mock_upstream.url)
     try:
         key = gw.account("acct-secret")
         headers = {"Authorization": f"Bearer {key}"}
-        httpx.post(gw.url + "/v1/chat/completions", headers=headers,
-                   json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        httpx.post(
+            gw.url + "/v1/chat/completions",
+            headers=headers,
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        )
         httpx.post(gw.url + "/v1/chat/completions", headers=headers, content=b"{broken")
-        httpx.post(gw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}x"},
-                   json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        httpx.post(
+            gw.url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}x"},
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        )
         admin = {"Authorization": "Bearer admin-secret-token"}
         listed = httpx.get(gw.url + "/admin/keys", headers=admin).text
-        created = httpx.post(gw.url + "/admin/keys", headers=admin,
-                             json={"account_id": "acct-secret"}).json()
+        created = httpx.post(
+            gw.url + "/admin/keys", headers=admin, json={"account_id": "acct-secret"}
+        ).json()
         events = gw.flush()
         exported = tmp_path / "events.jsonl"
-        subprocess.run([sys.executable, "-m", "stillwatch", "export", "--out", str(exported),
-                        "--data-dir", str(tmp_path)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "stillwatch",
+                "export",
+                "--out",
+                str(exported),
+                "--data-dir",
+                str(tmp_path),
+            ],
+            check=True,
+            capture_output=True,
+        )
     finally:
         gw.stop()
     secrets = [key, created["key"]]
@@ -76,23 +97,36 @@ def test_admin_api_needs_its_own_credential(gateway) -> None:
         r = httpx.get(gateway.url + "/admin/keys", headers=headers)
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_admin_token"
     admin = {"Authorization": "Bearer admin-secret-token"}
-    imported = httpx.post(gateway.url + "/admin/accounts/import?keys=1", headers=admin,
-                          content=b'{"account_id":"imp-1","tier":"free"}\n{"account_id":"imp-2"}\n')
+    imported = httpx.post(
+        gateway.url + "/admin/accounts/import?keys=1",
+        headers=admin,
+        content=b'{"account_id":"imp-1","tier":"free"}\n{"account_id":"imp-2"}\n',
+    )
     assert imported.status_code == 200
     keys = {k["account_id"]: k["key"] for k in imported.json()["keys"]}
-    r = httpx.post(gateway.url + "/v1/chat/completions",
-                   headers={"Authorization": f"Bearer {keys['imp-1']}"},
-                   json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    r = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {keys['imp-1']}"},
+        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert r.status_code == 200  # usable at once on this replica
-    bad = httpx.post(gateway.url + "/admin/accounts/import", headers=admin,
-                     content=b'{"account_id":"x","created_at":"never"}\n')
+    bad = httpx.post(
+        gateway.url + "/admin/accounts/import",
+        headers=admin,
+        content=b'{"account_id":"x","created_at":"never"}\n',
+    )
     assert bad.status_code == 400 and "line 1" in bad.json()["error"]["message"]
     key_id = httpx.get(gateway.url + "/admin/keys?account_id=imp-2", headers=admin).json()[0]
-    rotated = httpx.post(gateway.url + f"/admin/keys/{key_id['key_id']}/rotate", headers=admin,
-                         json={"grace_seconds": 0})
+    rotated = httpx.post(
+        gateway.url + f"/admin/keys/{key_id['key_id']}/rotate",
+        headers=admin,
+        json={"grace_seconds": 0},
+    )
     assert rotated.status_code == 201
-    old = httpx.post(gateway.url + "/v1/chat/completions",
-                     headers={"Authorization": f"Bearer {keys['imp-2']}"},
-                     json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    old = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {keys['imp-2']}"},
+        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert old.status_code == 401
     assert httpx.post(gateway.url + "/admin/keys/nope/revoke", headers=admin).status_code == 404

@@ -9,8 +9,9 @@ from stillwatch.limits import Check, MemoryLimiter
 from stillwatch.limits.redis import RedisLimiter
 
 
-def check(key: str, per_minute: int, cost: float = 1, kind: str = "requests",
-          burst: int | None = None) -> Check:
+def check(
+    key: str, per_minute: int, cost: float = 1, kind: str = "requests", burst: int | None = None
+) -> Check:
     return Check(key, 60 / per_minute, burst or per_minute, cost, "key", kind, per_minute)
 
 
@@ -72,6 +73,7 @@ def test_redis_limiter_matches_memory(redis_url: str, scenario) -> None:
             await scenario(limiter)
         finally:
             await limiter.close()
+
     asyncio.run(run())
 
 
@@ -84,6 +86,7 @@ def test_redis_limiter_is_exact_under_concurrency(redis_url: str) -> None:
         for lim in limiters:
             await lim.close()
         return sum(r.allowed for r in results)
+
     assert asyncio.run(run()) == 37
 
 
@@ -96,6 +99,7 @@ def test_redis_unreachable_raises_limiter_unavailable() -> None:
             await limiter.acquire([check("x", 1)], 0.0)
         assert not await limiter.ping()
         await limiter.close()
+
     asyncio.run(run())
 
 
@@ -106,4 +110,5 @@ def test_memory_limiter_forgets_refilled_buckets() -> None:
             await limiter.acquire([check(f"k{i}", 60)], 0.0)
         await limiter.acquire([check("late", 60)], 10_000.0)
         assert len(limiter) <= 2
+
     asyncio.run(run())

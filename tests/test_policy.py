@@ -23,15 +23,18 @@ def test_rate_forms(tmp_path: Path) -> None:
     assert tier.key.tokens == Rate(limit=3, period=1)
 
 
-@pytest.mark.parametrize("text, where", [
-    ("mode: loud\n", "mode"),
-    ("tiers:\n  default:\n    key: {requests: lots}\n", "requests"),
-    ("tiers:\n  default:\n    kee: {requests: 1/s}\n", "kee"),
-    ("default_tier: gold\n", "default_tier"),
-    ("trusted_proxies: [banana]\n", "trusted_proxies"),
-    ("- just a list\n", "mapping"),
-    ("mode: [unclosed\n", "YAML"),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("mode: loud\n", "mode"),
+        ("tiers:\n  default:\n    key: {requests: lots}\n", "requests"),
+        ("tiers:\n  default:\n    kee: {requests: 1/s}\n", "kee"),
+        ("default_tier: gold\n", "default_tier"),
+        ("trusted_proxies: [banana]\n", "trusted_proxies"),
+        ("- just a list\n", "mapping"),
+        ("mode: [unclosed\n", "YAML"),
+    ],
+)
 def test_bad_policies_say_which_setting(tmp_path: Path, text: str, where: str) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(text)

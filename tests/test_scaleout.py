@@ -8,13 +8,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
 import pytest
-from helpers import ServerThread, free_port, spawn, start_gateway, until, wait_http
 
 from stillwatch.events import Account
 from stillwatch.gateway.server import GatewaySettings, build_gateway
@@ -22,6 +20,8 @@ from stillwatch.policy import load_policy
 from stillwatch.store.accounts import AccountStore
 from stillwatch.store.db import make_engine
 from stillwatch.store.telemetry import count_events, iter_stored_events
+
+from helpers import ServerThread, free_port, spawn, start_gateway, until, wait_http
 
 MSGS = [{"role": "user", "content": "hello there"}]
 
@@ -38,33 +38,54 @@ def _store(url: str, accounts: list[str]) -> tuple[AccountStore, dict[str, str]]
     return store, {a: store.create_key(a).secret for a in accounts}
 
 
-async def _fire(urls: list[str], key: str, n: int, concurrency: int, stream: bool = False
-                ) -> Counter[str]:
+async def _fire(
+    urls: list[str], key: str, n: int, concurrency: int, stream: bool = False
+) -> Counter[str]:
     """n requests spread over the gateways; counts HTTP statuses and connection failures."""
     out: Counter[str] = Counter()
     sem = asyncio.Semaphore(concurrency)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
+
         async def one(i: int) -> None:
             async with sem:
                 try:
-                    async with http.post(f"{urls[i % len(urls)]}/v1/chat/completions",
-                                         headers={"Authorization": f"Bearer {key}"},
-                                         json={"model": "mock-small", "messages": MSGS,
-                                               "stream": stream, "max_tokens": 64}) as r:
+                    async with http.post(
+                        f"{urls[i % len(urls)]}/v1/chat/completions",
+                        headers={"Authorization": f"Bearer {key}"},
+                        json={
+                            "model": "mock-small",
+                            "messages": MSGS,
+                            "stream": stream,
+                            "max_tokens": 64,
+                        },
+                    ) as r:
                         await r.read()
                         out[str(r.status)] += 1
                 except (aiohttp.ClientError, OSError):
                     out["conn_error"] += 1
+
         await asyncio.gather(*(one(i) for i in range(n)))
     return out
 
 
-def _serve(tmp_path: Path, name: str, upstream: str, database: str, policy: Path | None = None
-           ) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(
+    tmp_path: Path, name: str, upstream: str, database: str, policy: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    args = ["serve", "--port", str(port), "--upstream", upstream, "--database", database,
-            "--data-dir", str(tmp_path / name), "--replica", name]
+    args = [
+        "serve",
+        "--port",
+        str(port),
+        "--upstream",
+        upstream,
+        "--database",
+        database,
+        "--data-dir",
+        str(tmp_path / name),
+        "--replica",
+        name,
+    ]
     if policy:
         args += ["--policy", str(policy)]
     proc = spawn(args)
@@ -85,16 +106,20 @@ def _stop(*procs: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.redis
-def test_two_gateways_sharing_redis_admit_exactly_n(tmp_path: Path, redis_url: str,
-                                                    mock_upstream: ServerThread) -> None:
+def test_two_gateways_sharing_redis_admit_exactly_n(
+    tmp_path: Path, redis_url: str, mock_upstream: ServerThread
+) -> None:
     n_limit = 37
-    policy = _policy(tmp_path, f"""
+    policy = _policy(
+        tmp_path,
+        f"""
 limits_backend: redis
 redis_url: {redis_url}
 tiers:
   default:
     key: {{requests: {n_limit}/hour}}
-""")
+""",
+    )
     db = f"sqlite:///{tmp_path / 'shared.db'}"
     _, keys = _store(db, ["acct-r"])
     a, url_a = _serve(tmp_path, "a", mock_upstream.url, db, policy)
@@ -110,8 +135,13 @@ tiers:
 @pytest.mark.redis
 def test_redis_unreachable_fails_as_the_policy_says(tmp_path: Path, mock_upstream) -> None:
     for failure, status in (("open", 200), ("closed", 503)):
-        gw = start_gateway(tmp_path / failure, mock_upstream.url, limits_backend="redis",
-                           redis_url="redis://127.0.0.1:1/0", redis_failure=failure)
+        gw = start_gateway(
+            tmp_path / failure,
+            mock_upstream.url,
+            limits_backend="redis",
+            redis_url="redis://127.0.0.1:1/0",
+            redis_failure=failure,
+        )
         try:
             key = gw.account("acct-x")
             counts = asyncio.run(_fire([gw.url], key, 3, 3))
@@ -123,8 +153,9 @@ def test_redis_unreachable_fails_as_the_policy_says(tmp_path: Path, mock_upstrea
 
 
 @pytest.mark.postgres
-def test_replicas_write_telemetry_to_one_database(tmp_path: Path, pg_url: str,
-                                                  mock_upstream: ServerThread) -> None:
+def test_replicas_write_telemetry_to_one_database(
+    tmp_path: Path, pg_url: str, mock_upstream: ServerThread
+) -> None:
     _, keys = _store(pg_url, ["acct-p"])
     a, url_a = _serve(tmp_path, "replica-a", mock_upstream.url, pg_url)
     b, url_b = _serve(tmp_path, "replica-b", mock_upstream.url, pg_url)
@@ -139,8 +170,20 @@ def test_replicas_write_telemetry_to_one_database(tmp_path: Path, pg_url: str,
         replicas = {r[0] for r in conn.exec_driver_sql("SELECT DISTINCT replica FROM sw_events")}
     assert replicas == {"replica-a", "replica-b"}
     exported = tmp_path / "all.jsonl.gz"
-    subprocess.run([sys.executable, "-m", "stillwatch", "export", "--out", str(exported),
-                    "--database", pg_url], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stillwatch",
+            "export",
+            "--out",
+            str(exported),
+            "--database",
+            pg_url,
+        ],
+        check=True,
+        capture_output=True,
+    )
     from stillwatch.events import RequestEvent, read_records
 
     assert sum(1 for _ in read_records(exported, RequestEvent)) == 300
@@ -148,17 +191,23 @@ def test_replicas_write_telemetry_to_one_database(tmp_path: Path, pg_url: str,
 
 def _restart_postgres() -> None:
     version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.postgres
-def test_no_event_lost_when_postgres_restarts_under_load(tmp_path: Path, pg_url: str,
-                                                         mock_upstream: ServerThread) -> None:
+def test_no_event_lost_when_postgres_restarts_under_load(
+    tmp_path: Path, pg_url: str, mock_upstream: ServerThread
+) -> None:
     if shutil.which("pg_ctlcluster") is None:
         pytest.skip("pg_ctlcluster not available to restart PostgreSQL")
-    settings = GatewaySettings(upstream=mock_upstream.url, database=pg_url,
-                               data_dir=str(tmp_path), key_poll_seconds=0.5)
+    settings = GatewaySettings(
+        upstream=mock_upstream.url, database=pg_url, data_dir=str(tmp_path), key_poll_seconds=0.5
+    )
     app = build_gateway(settings, policy=load_policy(None, tiers={"default": {}}))
     server = ServerThread(app).start()
     try:
@@ -196,6 +245,7 @@ def test_no_event_lost_when_upstream_dies_mid_stream(tmp_path: Path, pg_url: str
     _, keys = _store(pg_url, ["acct-s"])
     gw, url = _serve(tmp_path, "g", f"http://127.0.0.1:{port}", pg_url)
     try:
+
         async def run() -> Counter[str]:
             load = asyncio.create_task(_fire([url], keys["acct-s"], 40, 40, stream=True))
             await asyncio.sleep(1.0)  # streams are under way (20 tokens/s, 16+ tokens each)
@@ -217,8 +267,9 @@ def test_no_event_lost_when_upstream_dies_mid_stream(tmp_path: Path, pg_url: str
 
 
 @pytest.mark.postgres
-def test_no_event_lost_when_gateway_gets_sigterm_under_load(tmp_path: Path, pg_url: str,
-                                                            mock_upstream: ServerThread) -> None:
+def test_no_event_lost_when_gateway_gets_sigterm_under_load(
+    tmp_path: Path, pg_url: str, mock_upstream: ServerThread
+) -> None:
     _, keys = _store(pg_url, ["acct-t"])
     unlimited = _policy(tmp_path, "tiers:\n  default: {}\n")
     gw, url = _serve(tmp_path, "g", mock_upstream.url, pg_url, unlimited)

@@ -17,10 +17,12 @@ app = typer.Typer(help="Import, create and list accounts.", no_args_is_help=True
 
 @app.command("import")
 def import_accounts(
-    path: Path = typer.Argument(..., exists=True, dir_okay=False,
-                                help="accounts.jsonl (.gz or .parquet too)."),
+    path: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="accounts.jsonl (.gz or .parquet too)."
+    ),
     keys_out: Path | None = typer.Option(
-        None, help="Create a key per account and write {account_id, key_id, key} JSONL here."),
+        None, help="Create a key per account and write {account_id, key_id, key} JSONL here."
+    ),
     database: str | None = DatabaseOpt,
     data_dir: str = DataDirOpt,
 ) -> None:
@@ -37,8 +39,12 @@ def import_accounts(
         with open(keys_out, "wb") as fh:
             for rec in records:
                 new = store.create_key(rec.account_id, "import", actor="cli")
-                fh.write(msgspec.json.encode({"account_id": rec.account_id,
-                                              "key_id": new.key_id, "key": new.secret}) + b"\n")
+                fh.write(
+                    msgspec.json.encode(
+                        {"account_id": rec.account_id, "key_id": new.key_id, "key": new.secret}
+                    )
+                    + b"\n"
+                )
         keys_out.chmod(0o600)
         typer.echo(f"wrote {len(records)} keys to {keys_out} (keep it secret)")
 
@@ -65,6 +71,7 @@ def list_accounts(database: str | None = DatabaseOpt, data_dir: str = DataDirOpt
     """List accounts."""
     table = Table("account_id", "org", "tier", "created_at", "signup_route")
     for a in open_store(database, data_dir).list_accounts():
-        table.add_row(a.account_id, a.org_id or "", a.tier or "", a.created_at or "",
-                      a.signup_route or "")
+        table.add_row(
+            a.account_id, a.org_id or "", a.tier or "", a.created_at or "", a.signup_route or ""
+        )
     Console().print(table)

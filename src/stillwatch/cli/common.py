@@ -9,10 +9,17 @@ from stillwatch.store.accounts import AccountStore
 from stillwatch.store.db import database_url, make_engine
 
 DatabaseOpt = typer.Option(
-    None, "--database", envvar="STILLWATCH_DATABASE",
-    help="SQLAlchemy or postgresql:// URL; default: SQLite in the data directory.")
-DataDirOpt = typer.Option(DEFAULT_DATA_DIR, "--data-dir", envvar="STILLWATCH_DATA_DIR",
-                          help="Where the embedded database and the telemetry spool live.")
+    None,
+    "--database",
+    envvar="STILLWATCH_DATABASE",
+    help="SQLAlchemy or postgresql:// URL; default: SQLite in the data directory.",
+)
+DataDirOpt = typer.Option(
+    DEFAULT_DATA_DIR,
+    "--data-dir",
+    envvar="STILLWATCH_DATA_DIR",
+    help="Where the embedded database and the telemetry spool live.",
+)
 
 
 def open_store(database: str | None, data_dir: str) -> AccountStore:

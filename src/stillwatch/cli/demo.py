@@ -45,6 +45,7 @@ async def _burst(gateway: str, keys: dict[str, str]) -> Counter[str]:
         "Suggest three names for a bakery.",
     ]
     async with aiohttp.ClientSession() as http:
+
         async def call(key: str, body: dict | bytes, label: str) -> None:
             headers = {"Authorization": f"Bearer {key}"}
             kw = {"data": body} if isinstance(body, bytes) else {"json": body}
@@ -54,16 +55,34 @@ async def _burst(gateway: str, keys: dict[str, str]) -> Counter[str]:
 
         jobs = []
         for i in range(40):
-            jobs.append(call(keys["demo-app"], {
-                "model": "mock-small", "stream": i % 4 == 0,
-                "messages": [{"role": "user", "content": prompts[i % len(prompts)]}]}, "app"))
+            jobs.append(
+                call(
+                    keys["demo-app"],
+                    {
+                        "model": "mock-small",
+                        "stream": i % 4 == 0,
+                        "messages": [{"role": "user", "content": prompts[i % len(prompts)]}],
+                    },
+                    "app",
+                )
+            )
         for _ in range(30):  # a free-tier account runs into its 20/min limit
-            jobs.append(call(keys["demo-free"], {
-                "model": "mock-small", "messages": [{"role": "user", "content": "hi"}]}, "free"))
+            jobs.append(
+                call(
+                    keys["demo-free"],
+                    {"model": "mock-small", "messages": [{"role": "user", "content": "hi"}]},
+                    "free",
+                )
+            )
         jobs.append(call(keys["demo-app"], b"{not json", "bad input"))
         jobs.append(call(keys["demo-app"], {"model": "mock-small", "messages": []}, "bad input"))
-        jobs.append(call("sw-not-a-real-key", {"model": "mock-small", "messages": [
-            {"role": "user", "content": "hello"}]}, "unknown key"))
+        jobs.append(
+            call(
+                "sw-not-a-real-key",
+                {"model": "mock-small", "messages": [{"role": "user", "content": "hello"}]},
+                "unknown key",
+            )
+        )
         await asyncio.gather(*jobs)
     return outcomes
 
@@ -81,24 +100,54 @@ def demo(
     env = {**os.environ, "STILLWATCH_ADMIN_TOKEN": admin_token}
     py = sys.executable
     procs = [
-        subprocess.Popen([py, "-m", "stillwatch", "upstream", "--port", str(upstream_port),
-                          "--tokens-per-second", "400"], env=env),
+        subprocess.Popen(
+            [
+                py,
+                "-m",
+                "stillwatch",
+                "upstream",
+                "--port",
+                str(upstream_port),
+                "--tokens-per-second",
+                "400",
+            ],
+            env=env,
+        ),
     ]
     try:
         _wait_ready(f"http://127.0.0.1:{upstream_port}/healthz", procs[0])
-        procs.append(subprocess.Popen(
-            [py, "-m", "stillwatch", "serve", "--port", str(port),
-             "--upstream", f"http://127.0.0.1:{upstream_port}", "--data-dir", str(data_dir)],
-            env=env))
+        procs.append(
+            subprocess.Popen(
+                [
+                    py,
+                    "-m",
+                    "stillwatch",
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--upstream",
+                    f"http://127.0.0.1:{upstream_port}",
+                    "--data-dir",
+                    str(data_dir),
+                ],
+                env=env,
+            )
+        )
         gateway = f"http://127.0.0.1:{port}"
         _wait_ready(f"{gateway}/healthz", procs[1])
         from stillwatch.cli.common import open_store
 
         store = open_store(None, str(data_dir))
-        store.upsert_accounts([Account(account_id="demo-app", tier="default"),
-                               Account(account_id="demo-free", tier="free")], actor="demo")
-        keys = {a: store.create_key(a, "demo", actor="demo").secret
-                for a in ("demo-app", "demo-free")}
+        store.upsert_accounts(
+            [
+                Account(account_id="demo-app", tier="default"),
+                Account(account_id="demo-free", tier="free"),
+            ],
+            actor="demo",
+        )
+        keys = {
+            a: store.create_key(a, "demo", actor="demo").secret for a in ("demo-app", "demo-free")
+        }
         time.sleep(2.5)  # the gateway picks up new keys on its next poll
         outcomes = asyncio.run(_burst(gateway, keys))
         table = Table("traffic", "answers")
@@ -107,18 +156,33 @@ def demo(
         console.print(table)
         time.sleep(0.5)  # let the telemetry writer commit the burst
         events_out = data_dir / "events.jsonl.gz"
-        subprocess.run([py, "-m", "stillwatch", "export", "--out", str(events_out),
-                        "--accounts-out", str(data_dir / "accounts.jsonl"),
-                        "--data-dir", str(data_dir)], check=True, env=env)
-        console.print(f"\n[bold]Where to look[/bold]\n"
-                      f"  gateway (OpenAI API): {gateway}/v1  key for account demo-app: "
-                      f"{keys['demo-app']}\n"
-                      f"  metrics:              {gateway}/metrics\n"
-                      f"  readiness:            {gateway}/readyz\n"
-                      f"  admin API:            {gateway}/admin/keys "
-                      f"(Authorization: Bearer {admin_token})\n"
-                      f"  telemetry database:   {data_dir / 'stillwatch.db'}\n"
-                      f"  exported events:      {events_out}\n")
+        subprocess.run(
+            [
+                py,
+                "-m",
+                "stillwatch",
+                "export",
+                "--out",
+                str(events_out),
+                "--accounts-out",
+                str(data_dir / "accounts.jsonl"),
+                "--data-dir",
+                str(data_dir),
+            ],
+            check=True,
+            env=env,
+        )
+        console.print(
+            f"\n[bold]Where to look[/bold]\n"
+            f"  gateway (OpenAI API): {gateway}/v1  key for account demo-app: "
+            f"{keys['demo-app']}\n"
+            f"  metrics:              {gateway}/metrics\n"
+            f"  readiness:            {gateway}/readyz\n"
+            f"  admin API:            {gateway}/admin/keys "
+            f"(Authorization: Bearer {admin_token})\n"
+            f"  telemetry database:   {data_dir / 'stillwatch.db'}\n"
+            f"  exported events:      {events_out}\n"
+        )
         if exit_after:
             return
         console.print("Serving until Ctrl-C.")

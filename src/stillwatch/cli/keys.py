@@ -28,8 +28,11 @@ def create(
         raise fail(f"{exc.args[0]} (create it with `stillwatch accounts create`)") from None
     typer.echo(f"key_id: {new.key_id}")
     typer.echo(f"key:    {new.secret}")
-    typer.secho("Store the key now: it is kept only as a hash and cannot be shown again.",
-                err=True, fg=typer.colors.YELLOW)
+    typer.secho(
+        "Store the key now: it is kept only as a hash and cannot be shown again.",
+        err=True,
+        fg=typer.colors.YELLOW,
+    )
 
 
 @app.command("list")

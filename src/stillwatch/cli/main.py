@@ -11,7 +11,9 @@ from stillwatch.cli.common import DatabaseOpt, DataDirOpt, fail
 
 app = typer.Typer(
     help="stillwatch: protect a model served over an API from distillation attacks.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 app.add_typer(keys.app, name="keys")
 app.add_typer(accounts.app, name="accounts")
@@ -24,15 +26,19 @@ app.command("demo")(demo.demo)
 @app.command()
 def serve(
     upstream: str = typer.Option("http://127.0.0.1:8700", help="Base URL of the model's API."),
-    policy: Path | None = typer.Option(None, exists=True, dir_okay=False,
-                                       help="Policy YAML (default: the embedded one)."),
+    policy: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Policy YAML (default: the embedded one)."
+    ),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8780),
     database: str | None = DatabaseOpt,
     data_dir: str = DataDirOpt,
     admin_token_file: Path | None = typer.Option(
-        None, exists=True, dir_okay=False,
-        help="File holding the admin API token (or set STILLWATCH_ADMIN_TOKEN)."),
+        None,
+        exists=True,
+        dir_okay=False,
+        help="File holding the admin API token (or set STILLWATCH_ADMIN_TOKEN).",
+    ),
     replica: str | None = typer.Option(None, help="Name of this replica in telemetry."),
     log_level: str = typer.Option("warning"),
 ) -> None:
@@ -45,10 +51,19 @@ def serve(
     except PolicyError as exc:
         raise fail(str(exc)) from None
     token = admin_token_file.read_text().strip() if admin_token_file else None
-    run_gateway(GatewaySettings(
-        upstream=upstream, policy=str(policy) if policy else None, database=database,
-        data_dir=data_dir, host=host, port=port, admin_token=token, replica=replica,
-    ), log_level=log_level)
+    run_gateway(
+        GatewaySettings(
+            upstream=upstream,
+            policy=str(policy) if policy else None,
+            database=database,
+            data_dir=data_dir,
+            host=host,
+            port=port,
+            admin_token=token,
+            replica=replica,
+        ),
+        log_level=log_level,
+    )
 
 
 @app.command("upstream")
@@ -71,11 +86,23 @@ def upstream_cmd(
         raise fail(f"unknown backend {backend!r}; available: mock")
     from stillwatch.upstream.mock import MockSettings, build_mock_app
 
-    settings = MockSettings(latency_ms=latency_ms, tokens_per_second=tokens_per_second,
-                            error_rate=error_rate, timeout_rate=timeout_rate, cut_rate=cut_rate,
-                            seed=seed)
-    uvicorn.run(build_mock_app(settings), host=host, port=port, log_level=log_level,
-                access_log=False, loop="uvloop", http="httptools")
+    settings = MockSettings(
+        latency_ms=latency_ms,
+        tokens_per_second=tokens_per_second,
+        error_rate=error_rate,
+        timeout_rate=timeout_rate,
+        cut_rate=cut_rate,
+        seed=seed,
+    )
+    uvicorn.run(
+        build_mock_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
 
 
 if __name__ == "__main__":

@@ -43,10 +43,12 @@ def _is_parquet(path: str | os.PathLike[str]) -> bool:
 def _open_text(path: str | os.PathLike[str], mode: str) -> IO[bytes]:
     if str(path).endswith(".gz"):
         return gzip.open(path, mode + "b", compresslevel=5)  # type: ignore[return-value]
-    return open(path, mode + "b")  # noqa: SIM115
+    return open(path, mode + "b")
 
 
-def decode_line(line: bytes, record_type: type[R], decoder: msgspec.json.Decoder | None = None) -> R:
+def decode_line(
+    line: bytes, record_type: type[R], decoder: msgspec.json.Decoder | None = None
+) -> R:
     dec = decoder or msgspec.json.Decoder(record_type)
     return dec.decode(line)
 
@@ -148,13 +150,16 @@ class RecordWriter:
 
 
 def write_records(
-    path: str | os.PathLike[str], record_type: type[msgspec.Struct], records: Iterable[msgspec.Struct]
+    path: str | os.PathLike[str],
+    record_type: type[msgspec.Struct],
+    records: Iterable[msgspec.Struct],
 ) -> int:
     with RecordWriter(path, record_type) as writer:
         return writer.write_all(records)
 
 
 # --- Parquet column mapping ---------------------------------------------------------------
+
 
 def _scalar_arrow_type(info: Any) -> Any:
     import pyarrow as pa
@@ -226,6 +231,7 @@ def _read_parquet(
 
 # --- Events in time order ------------------------------------------------------------------
 
+
 def _event_key(event: RequestEvent) -> tuple[float, str]:
     return (parse_ts(event.ts), event.id)
 
@@ -281,7 +287,9 @@ def read_events_in_order(
             os.unlink(run)
 
 
-def _spill(chunk: list[tuple[tuple[float, str], RequestEvent]], encoder: msgspec.json.Encoder) -> str:
+def _spill(
+    chunk: list[tuple[tuple[float, str], RequestEvent]], encoder: msgspec.json.Encoder
+) -> str:
     chunk.sort(key=lambda kv: kv[0])
     fd, name = tempfile.mkstemp(prefix="stillwatch-sort-", suffix=".jsonl")
     with os.fdopen(fd, "wb") as fh:

@@ -30,8 +30,11 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def _error(status: int, message: str, code: str) -> Response:
-    return Response(error_body(message, "invalid_request_error", None, code), status,
-                    media_type="application/json")
+    return Response(
+        error_body(message, "invalid_request_error", None, code),
+        status,
+        media_type="application/json",
+    )
 
 
 def _public(info: KeyInfo) -> dict[str, Any]:
@@ -60,6 +63,7 @@ def build_admin_app(store: AccountStore, keyring: KeyRing, admin_token: str | No
                 return await handler(request)
             except (ValueError, KeyError, msgspec.ValidationError) as exc:
                 return _error(400, str(exc).strip("'\""), "invalid_value")
+
         return wrapped
 
     async def body_json(request: Request) -> Any:
@@ -114,15 +118,22 @@ def build_admin_app(store: AccountStore, keyring: KeyRing, admin_token: str | No
         data = await body_json(request)
         if not isinstance(data, dict) or not isinstance(data.get("account_id"), str):
             raise ValueError("give account_id")
-        new = await run_in_threadpool(store.create_key, data["account_id"], data.get("name"),
-                                      "admin")
+        new = await run_in_threadpool(
+            store.create_key, data["account_id"], data.get("name"), "admin"
+        )
         await refresh()
-        return _json({"key_id": new.key_id, "key": new.secret, "prefix": new.prefix,
-                      "account_id": new.account_id}, 201)
+        return _json(
+            {
+                "key_id": new.key_id,
+                "key": new.secret,
+                "prefix": new.prefix,
+                "account_id": new.account_id,
+            },
+            201,
+        )
 
     async def revoke_key(request: Request) -> Response:
-        ok = await run_in_threadpool(store.revoke_key, request.path_params["key_id"],
-                                     actor="admin")
+        ok = await run_in_threadpool(store.revoke_key, request.path_params["key_id"], actor="admin")
         await refresh()
         return _json({"revoked": ok}, 200 if ok else 404)
 
@@ -130,10 +141,18 @@ def build_admin_app(store: AccountStore, keyring: KeyRing, admin_token: str | No
         data = await body_json(request)
         grace = float(data.get("grace_seconds", 0)) if isinstance(data, dict) else 0.0
         new = await run_in_threadpool(
-            lambda: store.rotate_key(request.path_params["key_id"], grace_s=grace, actor="admin"))
+            lambda: store.rotate_key(request.path_params["key_id"], grace_s=grace, actor="admin")
+        )
         await refresh()
-        return _json({"key_id": new.key_id, "key": new.secret, "prefix": new.prefix,
-                      "account_id": new.account_id}, 201)
+        return _json(
+            {
+                "key_id": new.key_id,
+                "key": new.secret,
+                "prefix": new.prefix,
+                "account_id": new.account_id,
+            },
+            201,
+        )
 
     async def audit(request: Request) -> Response:
         rows = await run_in_threadpool(store.audit_entries, 200)

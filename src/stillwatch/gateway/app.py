@@ -52,14 +52,24 @@ EVENT_TIME_HEADER = b"x-stillwatch-event-time"
 END_USER_HEADER = b"x-stillwatch-end-user"
 CONVERSATION_HEADER = b"x-stillwatch-conversation-id"
 WATERMARK_HEADER = "x-stillwatch-watermark-key"
-_WANTED = frozenset({
-    b"authorization", b"content-length", b"x-forwarded-for", b"user-agent", EVENT_TIME_HEADER,
-    END_USER_HEADER, CONVERSATION_HEADER,
-})
+_WANTED = frozenset(
+    {
+        b"authorization",
+        b"content-length",
+        b"x-forwarded-for",
+        b"user-agent",
+        EVENT_TIME_HEADER,
+        END_USER_HEADER,
+        CONVERSATION_HEADER,
+    }
+)
 _JSON = (b"content-type", b"application/json")
 # Public reason codes: the only detection state a client is ever shown.
-REASON_CODES = {"block": "access_blocked", "challenge": "verification_required",
-                "throttle": "rate_reduced"}
+REASON_CODES = {
+    "block": "access_blocked",
+    "challenge": "verification_required",
+    "throttle": "rate_reduced",
+}
 
 
 @dataclass(slots=True)
@@ -109,12 +119,15 @@ class Gateway:
         self.admin_app = admin_app
         self.upstream_token = upstream_token
         self.metrics = GatewayMetrics()
-        self.metrics.add_gauge("stillwatch_telemetry_pending", "Events waiting to be written",
-                               telemetry.pending)
-        self.metrics.add_gauge("stillwatch_telemetry_written", "Events written since start",
-                               lambda: telemetry.written)
-        self.metrics.add_gauge("stillwatch_telemetry_spooled", "Events parked on local disk",
-                               lambda: telemetry.spooled)
+        self.metrics.add_gauge(
+            "stillwatch_telemetry_pending", "Events waiting to be written", telemetry.pending
+        )
+        self.metrics.add_gauge(
+            "stillwatch_telemetry_written", "Events written since start", lambda: telemetry.written
+        )
+        self.metrics.add_gauge(
+            "stillwatch_telemetry_spooled", "Events parked on local disk", lambda: telemetry.spooled
+        )
         self.ips = ClientIpResolver(policy.trusted_proxies)
         self.plan = LimitPlan(policy)
         self.session: aiohttp.ClientSession | None = None
@@ -134,7 +147,9 @@ class Gateway:
             sock_read=self.policy.upstream_read_timeout_s,
         )
         self.session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auto_decompress=False,
+            connector=connector,
+            timeout=timeout,
+            auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
         await asyncio.to_thread(self.keyring.load)
@@ -169,8 +184,9 @@ class Gateway:
                 return await _reply_raw(send, 200, body, b"text/plain; version=0.0.4")
             if path.startswith("/admin") and self.admin_app is not None:
                 return await self.admin_app(scope, receive, send)
-            return await _reply(send, ApiError(404, f"no route {path}", "invalid_request_error",
-                                               code="unknown_url"))
+            return await _reply(
+                send, ApiError(404, f"no route {path}", "invalid_request_error", code="unknown_url")
+            )
         if kind == "lifespan":
             return await self._lifespan(receive, send)
 
@@ -193,8 +209,14 @@ class Gateway:
     async def _ready(self, send: Send) -> None:
         limiter_ok = await self.limiter.ping()
         ok = limiter_ok and self.telemetry.healthy and self.session is not None
-        body = orjson.dumps({"ready": ok, "limiter": limiter_ok,
-                             "telemetry": self.telemetry.healthy, "keys": len(self.keyring)})
+        body = orjson.dumps(
+            {
+                "ready": ok,
+                "limiter": limiter_ok,
+                "telemetry": self.telemetry.healthy,
+                "keys": len(self.keyring),
+            }
+        )
         await _reply_raw(send, 200 if ok else 503, body)
 
     # --- the exchange ---------------------------------------------------------------------
@@ -208,7 +230,10 @@ class Gateway:
         peer = scope.get("client")
         peer_ip = peer[0] if peer else None
         ex = Exchange(
-            id=self._new_id(), ts=time.time(), endpoint=endpoint, started=started,
+            id=self._new_id(),
+            ts=time.time(),
+            endpoint=endpoint,
+            started=started,
             ip=self.ips.resolve(peer_ip, headers.get(b"x-forwarded-for")),
         )
         ua = headers.get(b"user-agent")
@@ -216,13 +241,18 @@ class Gateway:
             ex.user_agent = ua.decode("latin-1")
         try:
             event_time = self._event_time(headers, peer_ip, ex)
-            raw = await _read_body(receive, headers.get(b"content-length"),
-                                   self.policy.max_body_bytes)
+            raw = await _read_body(
+                receive, headers.get(b"content-length"), self.policy.max_body_bytes
+            )
             key = self.keyring.authenticate(headers.get(b"authorization"), ex.ts)
             if key is None:
                 ex.body = _parse_quietly(raw)
-                raise ApiError(401, "Incorrect API key provided.", "invalid_request_error",
-                               code="invalid_api_key")
+                raise ApiError(
+                    401,
+                    "Incorrect API key provided.",
+                    "invalid_request_error",
+                    code="invalid_api_key",
+                )
             ex.key = key
             body = _parse(raw)
             if isinstance(body, dict):
@@ -233,7 +263,8 @@ class Gateway:
             return await self._refuse(send, ex, err)
         ex.end_user = body.get("user") or _text(headers.get(END_USER_HEADER))
         ex.conversation_id = _text(headers.get(CONVERSATION_HEADER)) or _conversation_of(
-            key.account_id, body)
+            key.account_id, body
+        )
 
         # limits
         reserved = prompt_tokens(body) + completion_budget(body, self.policy.default_max_tokens)
@@ -257,9 +288,16 @@ class Gateway:
         ex.watermark_key_id = decision.watermark_key_id
         if action in ("block", "challenge"):
             await self._settle(checks, reserved, 0, ex.ts, event_time)
-            return await self._refuse(send, ex, ApiError(
-                403, _refusal_message(action), "permission_error",
-                code=decision.reason_code or REASON_CODES[action]))
+            return await self._refuse(
+                send,
+                ex,
+                ApiError(
+                    403,
+                    _refusal_message(action),
+                    "permission_error",
+                    code=decision.reason_code or REASON_CODES[action],
+                ),
+            )
         if action == "throttle":
             tight = self.plan.throttle_checks(key, reserved)
             tight_outcome = await self._acquire(tight, ex.ts, event_time)
@@ -295,8 +333,11 @@ class Gateway:
         try:
             ex.ts = float(text) if text.replace(".", "", 1).isdigit() else parse_ts(text)
         except ValueError:
-            raise ApiError(400, f"{EVENT_TIME_HEADER.decode()} is not a time: {text!r}",
-                           param=EVENT_TIME_HEADER.decode()) from None
+            raise ApiError(
+                400,
+                f"{EVENT_TIME_HEADER.decode()} is not a time: {text!r}",
+                param=EVENT_TIME_HEADER.decode(),
+            ) from None
         return True
 
     async def _acquire(self, checks: list[Check], now: float, event_time: bool) -> Outcome:
@@ -310,8 +351,9 @@ class Gateway:
             state = BucketState(0, 0.0, retry)
             return Outcome(allowed, tuple(state for _ in checks), now, degraded=True)
 
-    async def _settle(self, checks: list[Check], reserved: int, used: int, now: float,
-                      event_time: bool) -> None:
+    async def _settle(
+        self, checks: list[Check], reserved: int, used: int, now: float, event_time: bool
+    ) -> None:
         delta = used - reserved
         if delta == 0:
             return
@@ -324,14 +366,25 @@ class Gateway:
             self.metrics.limiter_errors.inc()
 
     async def _decide(self, ex: Exchange, key: KeyInfo, body: dict[str, Any]) -> Decision:
-        if key.account_id in self._allow_accounts or (key.org_id and key.org_id in self._allow_orgs):
+        if key.account_id in self._allow_accounts or (
+            key.org_id and key.org_id in self._allow_orgs
+        ):
             return Decision(rule="allow_list")
         if self.policy.allow_list.ips and self.ips_allowed(ex.ip):
             return Decision(rule="allow_list")
         ctx = RequestContext(
-            id=ex.id, ts=ex.ts, account_id=key.account_id, ip=ex.ip, endpoint=ex.endpoint,
-            body=body, api_key_id=key.key_id, org_id=key.org_id, tier=key.tier,
-            end_user=ex.end_user, user_agent=ex.user_agent, model=body.get("model"),
+            id=ex.id,
+            ts=ex.ts,
+            account_id=key.account_id,
+            ip=ex.ip,
+            endpoint=ex.endpoint,
+            body=body,
+            api_key_id=key.key_id,
+            org_id=key.org_id,
+            tier=key.tier,
+            end_user=ex.end_user,
+            user_agent=ex.user_agent,
+            model=body.get("model"),
         )
         t0 = time.perf_counter()
         try:
@@ -357,9 +410,15 @@ class Gateway:
         addr = ipaddress.ip_address(ip)
         return any(addr in net for net in self.policy.allow_list.ips)
 
-    async def _forward(self, send: Send, ex: Exchange, payload: bytes,
-                       limit_headers: list[tuple[bytes, bytes]], hide_usage: bool,
-                       degrade: bool) -> None:
+    async def _forward(
+        self,
+        send: Send,
+        ex: Exchange,
+        payload: bytes,
+        limit_headers: list[tuple[bytes, bytes]],
+        hide_usage: bool,
+        degrade: bool,
+    ) -> None:
         assert self.session is not None
         fwd_headers = {"Content-Type": "application/json"}
         if self.upstream_token:
@@ -368,13 +427,15 @@ class Gateway:
             fwd_headers[WATERMARK_HEADER] = ex.watermark_key_id
         t0 = time.perf_counter()
         try:
-            resp = await self.session.post(self.upstream_url + ex.endpoint, data=payload,
-                                           headers=fwd_headers)
+            resp = await self.session.post(
+                self.upstream_url + ex.endpoint, data=payload, headers=fwd_headers
+            )
         except TimeoutError:
             return await self._upstream_failed(send, ex, 504, "timeout", "the model timed out")
         except (aiohttp.ClientError, OSError) as exc:
-            return await self._upstream_failed(send, ex, 502, "unavailable",
-                                               f"the model is unavailable ({type(exc).__name__})")
+            return await self._upstream_failed(
+                send, ex, 502, "unavailable", f"the model is unavailable ({type(exc).__name__})"
+            )
         base_headers = [
             (b"content-type", resp.headers.get("Content-Type", "application/json").encode()),
             (b"x-request-id", ex.id.encode()),
@@ -388,11 +449,13 @@ class Gateway:
                 try:
                     data = await resp.read()
                 except TimeoutError:
-                    return await self._upstream_failed(send, ex, 504, "timeout",
-                                                       "the model timed out")
+                    return await self._upstream_failed(
+                        send, ex, 504, "timeout", "the model timed out"
+                    )
                 except (aiohttp.ClientError, OSError) as exc:
                     return await self._upstream_failed(
-                        send, ex, 502, "unavailable", f"the model failed ({type(exc).__name__})")
+                        send, ex, 502, "unavailable", f"the model failed ({type(exc).__name__})"
+                    )
                 ex.response, ex.usage, err = read_json_response(data)
                 if err is not None or resp.status >= 400:
                     ex.error = {"type": "upstream_error", "message": _err_message(err, resp.status)}
@@ -400,19 +463,31 @@ class Gateway:
                 elif degrade:
                     data = _degrade_answer(data)
                     ex.response.pop("reasoning", None)
-                await send({"type": "http.response.start", "status": resp.status,
-                            "headers": base_headers})
+                await send(
+                    {"type": "http.response.start", "status": resp.status, "headers": base_headers}
+                )
                 await send({"type": "http.response.body", "body": data})
         finally:
             ex.upstream_ms = (time.perf_counter() - t0) * 1000.0
             resp.release()
 
-    async def _relay_stream(self, send: Send, ex: Exchange, resp: aiohttp.ClientResponse,
-                            headers: list[tuple[bytes, bytes]], hide_usage: bool,
-                            degrade: bool) -> None:
+    async def _relay_stream(
+        self,
+        send: Send,
+        ex: Exchange,
+        resp: aiohttp.ClientResponse,
+        headers: list[tuple[bytes, bytes]],
+        hide_usage: bool,
+        degrade: bool,
+    ) -> None:
         relay = SseRelay(hide_usage=hide_usage, withhold_reasoning=degrade)
-        await send({"type": "http.response.start", "status": resp.status,
-                    "headers": [*headers, (b"cache-control", b"no-cache")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": resp.status,
+                "headers": [*headers, (b"cache-control", b"no-cache")],
+            }
+        )
         failure: str | None = None
         try:
             async for chunk in resp.content.iter_any():
@@ -426,11 +501,24 @@ class Gateway:
         tail = relay.flush()
         if failure is not None:
             self.metrics.upstream_errors.labels("stream_cut").inc()
-            ex.error = {"type": "upstream_error",
-                        "message": f"the model's stream ended early ({failure})"}
-            tail += b"data: " + orjson.dumps({"error": {
-                "message": "the model's stream ended early", "type": "server_error",
-                "param": None, "code": "upstream_stream_cut"}}) + b"\n\n"
+            ex.error = {
+                "type": "upstream_error",
+                "message": f"the model's stream ended early ({failure})",
+            }
+            tail += (
+                b"data: "
+                + orjson.dumps(
+                    {
+                        "error": {
+                            "message": "the model's stream ended early",
+                            "type": "server_error",
+                            "param": None,
+                            "code": "upstream_stream_cut",
+                        }
+                    }
+                )
+                + b"\n\n"
+            )
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         response, usage, err = assemble_stream(relay.events)
         if degrade:
@@ -439,8 +527,9 @@ class Gateway:
         if err is not None and ex.error is None:
             ex.error = {"type": "upstream_error", "message": _err_message(err, resp.status)}
 
-    async def _upstream_failed(self, send: Send, ex: Exchange, status: int, kind: str,
-                               message: str) -> None:
+    async def _upstream_failed(
+        self, send: Send, ex: Exchange, status: int, kind: str, message: str
+    ) -> None:
         self.metrics.upstream_errors.labels(kind).inc()
         err = ApiError(status, message, "server_error", code=f"upstream_{kind}")
         ex.status = status
@@ -448,8 +537,13 @@ class Gateway:
         await _reply(send, err, [(b"x-request-id", ex.id.encode())])
 
     # --- refusals -------------------------------------------------------------------------
-    async def _refuse(self, send: Send, ex: Exchange, err: ApiError,
-                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    async def _refuse(
+        self,
+        send: Send,
+        ex: Exchange,
+        err: ApiError,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         ex.status = err.status
         ex.error = {"type": err.code or err.type, "message": err.message}
         try:
@@ -457,30 +551,37 @@ class Gateway:
         finally:
             self._finish(ex)
 
-    async def _refuse_limited(self, send: Send, ex: Exchange, checks: list[Check],
-                              outcome: Outcome, rule_prefix: str) -> None:
+    async def _refuse_limited(
+        self, send: Send, ex: Exchange, checks: list[Check], outcome: Outcome, rule_prefix: str
+    ) -> None:
         refused = outcome.refused_by(checks)
         wait = retry_after(checks, outcome)
         ex.rule = f"{rule_prefix}:{refused.dimension}:{refused.kind}" if refused else rule_prefix
         headers = rate_headers(checks, outcome)
         if outcome.degraded:
-            err = ApiError(503, "Rate limits cannot be checked right now; retry shortly.",
-                           "server_error", code="limits_unavailable")
+            err = ApiError(
+                503,
+                "Rate limits cannot be checked right now; retry shortly.",
+                "server_error",
+                code="limits_unavailable",
+            )
             headers.append((b"retry-after", b"1"))
             return await self._refuse(send, ex, err, headers)
         if math.isinf(wait):
             kind = refused.kind if refused else "tokens"
-            err = ApiError(429, f"Request too large: it needs more {kind} than the "
-                           f"{refused.dimension if refused else ''} limit allows at once.",
-                           "tokens" if kind == "tokens" else "requests",
-                           code="request_too_large")
+            err = ApiError(
+                429,
+                f"Request too large: it needs more {kind} than the "
+                f"{refused.dimension if refused else ''} limit allows at once.",
+                "tokens" if kind == "tokens" else "requests",
+                code="request_too_large",
+            )
             return await self._refuse(send, ex, err, headers)
         headers.append((b"retry-after", str(max(1, math.ceil(wait))).encode()))
         headers.append((b"retry-after-ms", str(math.ceil(wait * 1000)).encode()))
         dim = refused.dimension if refused else "account"
         kind = refused.kind if refused else "requests"
-        message = (f"Rate limit reached for {kind} per {dim}. "
-                   f"Please try again in {wait:.3g}s.")
+        message = f"Rate limit reached for {kind} per {dim}. Please try again in {wait:.3g}s."
         err = ApiError(429, message, kind, code="rate_limit_exceeded")
         await self._refuse(send, ex, err, headers)
 
@@ -506,7 +607,8 @@ class Gateway:
         if ex.response is not None or ex.status:
             r = ex.response or {}
             response = Response(
-                status=ex.status, content=_str_or_none(r.get("content")),
+                status=ex.status,
+                content=_str_or_none(r.get("content")),
                 reasoning=_str_or_none(r.get("reasoning")),
                 finish_reason=_str_or_none(r.get("finish_reason")),
                 tool_calls=r.get("tool_calls") if isinstance(r.get("tool_calls"), list) else None,
@@ -517,40 +619,58 @@ class Gateway:
             usage = Usage(
                 prompt_tokens=_int_or_none(ex.usage.get("prompt_tokens")),
                 completion_tokens=_int_or_none(ex.usage.get("completion_tokens")),
-                reasoning_tokens=_int_or_none(ex.usage.get("reasoning_tokens")
-                                              or details.get("reasoning_tokens")),
+                reasoning_tokens=_int_or_none(
+                    ex.usage.get("reasoning_tokens") or details.get("reasoning_tokens")
+                ),
             )
         model = ex.body.get("model")
         return RequestEvent(
-            id=ex.id, ts=format_ts(ex.ts), account_id=key.account_id if key else None,
-            ip=ex.ip, request=ex.body, api_key_id=key.key_id if key else None,
-            end_user=ex.end_user, user_agent=ex.user_agent, endpoint=ex.endpoint,
+            id=ex.id,
+            ts=format_ts(ex.ts),
+            account_id=key.account_id if key else None,
+            ip=ex.ip,
+            request=ex.body,
+            api_key_id=key.key_id if key else None,
+            end_user=ex.end_user,
+            user_agent=ex.user_agent,
+            endpoint=ex.endpoint,
             model=model if isinstance(model, str) else None,
-            conversation_id=ex.conversation_id, response=response, usage=usage,
+            conversation_id=ex.conversation_id,
+            response=response,
+            usage=usage,
             latency_ms=None if ex.upstream_ms is None else round(ex.upstream_ms, 3),
-            action=ex.action, rule=ex.rule, risk=ex.risk,
+            action=ex.action,
+            rule=ex.rule,
+            risk=ex.risk,
             watermark_key_id=ex.watermark_key_id,
             error=ErrorInfo(type=str(ex.error.get("type")), message=str(ex.error.get("message")))
-            if ex.error else None,
+            if ex.error
+            else None,
         )
 
     # --- models ---------------------------------------------------------------------------
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         if self.keyring.authenticate(headers.get(b"authorization"), time.time()) is None:
-            return await _reply(send, ApiError(401, "Incorrect API key provided.",
-                                               code="invalid_api_key"))
+            return await _reply(
+                send, ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+            )
         assert self.session is not None
         try:
             async with self.session.get(self.upstream_url + "/v1/models") as resp:
                 data = await resp.read()
                 await _reply_raw(send, resp.status, data)
         except (TimeoutError, aiohttp.ClientError, OSError):
-            await _reply(send, ApiError(502, "the model is unavailable", "server_error",
-                                        code="upstream_unavailable"))
+            await _reply(
+                send,
+                ApiError(
+                    502, "the model is unavailable", "server_error", code="upstream_unavailable"
+                ),
+            )
 
 
 # --- helpers ------------------------------------------------------------------------------
+
 
 async def _read_body(receive: Receive, content_length: bytes | None, cap: int) -> bytes:
     if content_length is not None:
@@ -559,8 +679,7 @@ async def _read_body(receive: Receive, content_length: bytes | None, cap: int) -
         except ValueError:
             raise ApiError(400, "Content-Length is not a number") from None
         if declared > cap:
-            raise ApiError(413, f"request body over the {cap}-byte limit",
-                           code="request_too_large")
+            raise ApiError(413, f"request body over the {cap}-byte limit", code="request_too_large")
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -570,8 +689,7 @@ async def _read_body(receive: Receive, content_length: bytes | None, cap: int) -
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > cap:
-            raise ApiError(413, f"request body over the {cap}-byte limit",
-                           code="request_too_large")
+            raise ApiError(413, f"request body over the {cap}-byte limit", code="request_too_large")
         chunks.append(chunk)
         if not message.get("more_body"):
             break
@@ -580,8 +698,7 @@ async def _read_body(receive: Receive, content_length: bytes | None, cap: int) -
 
 def _parse(raw: bytes) -> Any:
     if not raw:
-        raise ApiError(400, "the request body is empty; send a JSON object",
-                       code="invalid_json")
+        raise ApiError(400, "the request body is empty; send a JSON object", code="invalid_json")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -611,8 +728,9 @@ def _conversation_of(account_id: str, body: dict[str, Any]) -> str | None:
         if isinstance(m, dict) and m.get("role") == "user":
             content = m.get("content")
             text = content if isinstance(content, str) else orjson.dumps(content).decode()
-            digest = hashlib.blake2b(f"{account_id}\x00{text}".encode("utf-8", "replace"),
-                                     digest_size=8).hexdigest()
+            digest = hashlib.blake2b(
+                f"{account_id}\x00{text}".encode("utf-8", "replace"), digest_size=8
+            ).hexdigest()
             return f"conv_{digest}"
     return None
 
@@ -671,13 +789,20 @@ def _int_or_none(value: Any) -> int | None:
 
 
 async def _reply(send: Send, err: ApiError, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": err.status,
-                "headers": [_JSON, *(extra or [])]})
+    await send(
+        {"type": "http.response.start", "status": err.status, "headers": [_JSON, *(extra or [])]}
+    )
     await send({"type": "http.response.body", "body": err.body()})
 
 
-async def _reply_raw(send: Send, status: int, body: bytes,
-                     content_type: bytes = b"application/json") -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type)]})
+async def _reply_raw(
+    send: Send, status: int, body: bytes, content_type: bytes = b"application/json"
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type)],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 
+from stillwatch.gateway.clientip import subnet_of
 from stillwatch.limits import Check, Outcome
 from stillwatch.policy import Policy, Rate
 from stillwatch.store.accounts import KeyInfo
-from stillwatch.gateway.clientip import subnet_of
 
 
 def _check(dim: str, ident: str, kind: str, rate: Rate, cost: float) -> Check:
-    return Check(f"{dim}:{ident}:{kind[0]}", rate.interval, rate.capacity, cost, dim, kind,
-                 rate.limit)
+    return Check(
+        f"{dim}:{ident}:{kind[0]}", rate.interval, rate.capacity, cost, dim, kind, rate.limit
+    )
 
 
 class LimitPlan:
@@ -46,14 +47,23 @@ class LimitPlan:
         factor = self.policy.throttle_factor
         out = []
         if limits.requests is not None:
-            out.append(_check("throttle", key.account_id, "requests",
-                              limits.requests.scaled(factor), 1))
+            out.append(
+                _check("throttle", key.account_id, "requests", limits.requests.scaled(factor), 1)
+            )
         if limits.tokens is not None:
-            out.append(_check("throttle", key.account_id, "tokens",
-                              limits.tokens.scaled(factor), tokens))
+            out.append(
+                _check("throttle", key.account_id, "tokens", limits.tokens.scaled(factor), tokens)
+            )
         if not out:
-            out.append(_check("throttle", key.account_id, "requests",
-                              Rate(limit=60, period=60).scaled(factor), 1))
+            out.append(
+                _check(
+                    "throttle",
+                    key.account_id,
+                    "requests",
+                    Rate(limit=60, period=60).scaled(factor),
+                    1,
+                )
+            )
         return out
 
 

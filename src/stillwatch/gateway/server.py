@@ -42,8 +42,9 @@ def make_limiter(policy: Policy) -> Limiter:
     return MemoryLimiter()
 
 
-def build_gateway(settings: GatewaySettings, *, policy: Policy | None = None,
-                  detector: Detector | None = None) -> Gateway:
+def build_gateway(
+    settings: GatewaySettings, *, policy: Policy | None = None, detector: Detector | None = None
+) -> Gateway:
     policy = policy or load_policy(settings.policy)
     engine = make_engine(database_url(settings.database, settings.data_dir))
     store = AccountStore(engine)
@@ -58,8 +59,13 @@ def build_gateway(settings: GatewaySettings, *, policy: Policy | None = None,
     admin_token = settings.admin_token or os.environ.get("STILLWATCH_ADMIN_TOKEN")
     admin = build_admin_app(store, keyring, admin_token)
     return Gateway(
-        policy=policy, upstream_url=settings.upstream, keyring=keyring, telemetry=telemetry,
-        limiter=make_limiter(policy), detector=detector, admin_app=admin,
+        policy=policy,
+        upstream_url=settings.upstream,
+        keyring=keyring,
+        telemetry=telemetry,
+        limiter=make_limiter(policy),
+        detector=detector,
+        admin_app=admin,
         upstream_token=settings.upstream_token,
     )
 
@@ -70,8 +76,16 @@ def run_gateway(settings: GatewaySettings, *, log_level: str = "warning") -> Non
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     app = build_gateway(settings)
     uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level=log_level, access_log=False,
-        lifespan="on", loop="uvloop", http="httptools", timeout_graceful_shutdown=30,
-        timeout_keep_alive=75, backlog=4096,
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=75,
+        backlog=4096,
         proxy_headers=False,  # the gateway trusts forwarded headers only from its own list
     )

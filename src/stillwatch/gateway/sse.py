@@ -35,7 +35,7 @@ class SseRelay:
             idx = buf.find(b"\n\n")
             if idx < 0:
                 break
-            event, buf = buf[:idx], buf[idx + 2:]
+            event, buf = buf[:idx], buf[idx + 2 :]
             self.events.append(event)
             forwarded = self._transform(event)
             if forwarded is not None:
@@ -88,7 +88,9 @@ def _data(event: bytes) -> bytes | None:
     return b"\n".join(lines)
 
 
-def assemble_stream(events: list[bytes]) -> tuple[dict[str, Any], dict[str, Any] | None, dict | None]:
+def assemble_stream(
+    events: list[bytes],
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict | None]:
     """(response fields, usage, upstream error) from a finished chat or completion stream."""
     content: list[str] = []
     reasoning: list[str] = []
@@ -133,8 +135,10 @@ def assemble_stream(events: list[bytes]) -> tuple[dict[str, Any], dict[str, Any]
                     slot["function"]["name"] = fn["name"]
                 if fn.get("arguments"):
                     slot["function"]["arguments"] += fn["arguments"]
-    response: dict[str, Any] = {"content": "".join(content) if content else None,
-                                "finish_reason": finish}
+    response: dict[str, Any] = {
+        "content": "".join(content) if content else None,
+        "finish_reason": finish,
+    }
     if reasoning:
         response["reasoning"] = "".join(reasoning)
     if tool_calls:

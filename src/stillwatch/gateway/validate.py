@@ -53,22 +53,33 @@ def validate_request(endpoint: str, body: Any, policy: Policy) -> dict[str, Any]
         raise _bad("", "the request body must be a JSON object", "invalid_type")
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise _bad("model", "'model' is required and must be a non-empty string", "missing_required_parameter")
+        raise _bad(
+            "model",
+            "'model' is required and must be a non-empty string",
+            "missing_required_parameter",
+        )
     if endpoint == "/v1/chat/completions":
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
-            raise _bad("messages", "'messages' is required and must be a non-empty list",
-                       "missing_required_parameter")
+            raise _bad(
+                "messages",
+                "'messages' is required and must be a non-empty list",
+                "missing_required_parameter",
+            )
         for i, m in enumerate(messages):
             if not isinstance(m, dict):
                 raise _bad(f"messages[{i}]", f"messages[{i}] must be an object", "invalid_type")
             if m.get("role") not in ROLES:
-                raise _bad(f"messages[{i}].role",
-                           f"messages[{i}].role must be one of {', '.join(sorted(ROLES))}")
+                raise _bad(
+                    f"messages[{i}].role",
+                    f"messages[{i}].role must be one of {', '.join(sorted(ROLES))}",
+                )
             if not _content_ok(m.get("content")):
-                raise _bad(f"messages[{i}].content",
-                           f"messages[{i}].content must be a string, a list of parts or null",
-                           "invalid_type")
+                raise _bad(
+                    f"messages[{i}].content",
+                    f"messages[{i}].content must be a string, a list of parts or null",
+                    "invalid_type",
+                )
     else:
         prompt = body.get("prompt")
         if prompt is None:

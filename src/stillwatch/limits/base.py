@@ -71,12 +71,15 @@ def _remaining(tat: float, now: float, T: float, B: int) -> int:
 
 
 class Limiter(Protocol):
-    async def acquire(self, checks: list[Check], now: float, *, event_time: bool = False) -> Outcome:
+    async def acquire(
+        self, checks: list[Check], now: float, *, event_time: bool = False
+    ) -> Outcome:
         """Take every check's cost, or none of them if any bucket is short."""
         ...
 
-    async def adjust(self, checks: list[Check], deltas: list[float], now: float, *,
-                     event_time: bool = False) -> None:
+    async def adjust(
+        self, checks: list[Check], deltas: list[float], now: float, *, event_time: bool = False
+    ) -> None:
         """Add `delta` units to each bucket (negative gives back); used to settle token
         reservations with real usage. Never refuses."""
         ...

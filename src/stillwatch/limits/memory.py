@@ -12,7 +12,9 @@ class MemoryLimiter:
         self._tat: dict[str, float] = {}
         self._sweep_above = sweep_above
 
-    async def acquire(self, checks: list[Check], now: float, *, event_time: bool = False) -> Outcome:
+    async def acquire(
+        self, checks: list[Check], now: float, *, event_time: bool = False
+    ) -> Outcome:
         tats = self._tat
         results = [gcra(tats.get(c.key), now, c) for c in checks]
         allowed = all(r[0] for r in results)
@@ -23,8 +25,9 @@ class MemoryLimiter:
                 self._sweep(now)
         return Outcome(allowed, tuple(r[2] for r in results), now)
 
-    async def adjust(self, checks: list[Check], deltas: list[float], now: float, *,
-                     event_time: bool = False) -> None:
+    async def adjust(
+        self, checks: list[Check], deltas: list[float], now: float, *, event_time: bool = False
+    ) -> None:
         for check, delta in zip(checks, deltas, strict=True):
             if delta == 0:
                 continue

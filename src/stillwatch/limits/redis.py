@@ -81,8 +81,14 @@ return 1
 
 
 class RedisLimiter:
-    def __init__(self, url: str, *, prefix: str = "sw:rl:", timeout: float = 0.5,
-                 use_server_time: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "sw:rl:",
+        timeout: float = 0.5,
+        use_server_time: bool = True,
+    ) -> None:
         self._redis = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=False
         )
@@ -94,7 +100,9 @@ class RedisLimiter:
     def _now_arg(self, now: float, event_time: bool) -> str:
         return repr(now) if (event_time or not self._server_time) else "-1"
 
-    async def acquire(self, checks: list[Check], now: float, *, event_time: bool = False) -> Outcome:
+    async def acquire(
+        self, checks: list[Check], now: float, *, event_time: bool = False
+    ) -> Outcome:
         keys = [self._prefix + c.key for c in checks]
         args: list[str] = [self._now_arg(now, event_time)]
         for c in checks:
@@ -105,14 +113,16 @@ class RedisLimiter:
             raise LimiterUnavailable(str(exc)) from exc
         states = []
         for i in range(len(checks)):
-            remaining, reset, retry = raw[2 + 3 * i: 5 + 3 * i]
+            remaining, reset, retry = raw[2 + 3 * i : 5 + 3 * i]
             retry_f = float(retry)
-            states.append(BucketState(int(remaining), float(reset),
-                                      math.inf if retry_f < 0 else retry_f))
+            states.append(
+                BucketState(int(remaining), float(reset), math.inf if retry_f < 0 else retry_f)
+            )
         return Outcome(bool(int(raw[0])), tuple(states), float(raw[1]))
 
-    async def adjust(self, checks: list[Check], deltas: list[float], now: float, *,
-                     event_time: bool = False) -> None:
+    async def adjust(
+        self, checks: list[Check], deltas: list[float], now: float, *, event_time: bool = False
+    ) -> None:
         pairs = [(c, d) for c, d in zip(checks, deltas, strict=True) if d != 0]
         if not pairs:
             return

@@ -31,13 +31,13 @@ class ThinkStripper:
             if idx >= 0:
                 if not self._inside:
                     out.append(buf[:idx])
-                buf = buf[idx + len(tag):]
+                buf = buf[idx + len(tag) :]
                 self._inside = not self._inside
                 continue
             keep = _partial_suffix(buf, tag)
             if not self._inside:
                 out.append(buf[: len(buf) - keep])
-            self._held = buf[len(buf) - keep:] if keep else ""
+            self._held = buf[len(buf) - keep :] if keep else ""
             break
         return "".join(out)
 

@@ -158,8 +158,14 @@ class AccountStore:
 
     def _key_rows(self, cond: Any) -> list[KeyInfo]:
         q = select(
-            api_keys.c.key_id, api_keys.c.key_hash, api_keys.c.prefix, api_keys.c.account_id,
-            accounts.c.org_id, accounts.c.tier, api_keys.c.revoked_at, api_keys.c.name,
+            api_keys.c.key_id,
+            api_keys.c.key_hash,
+            api_keys.c.prefix,
+            api_keys.c.account_id,
+            accounts.c.org_id,
+            accounts.c.tier,
+            api_keys.c.revoked_at,
+            api_keys.c.name,
             api_keys.c.created_at,
         ).select_from(api_keys.outerjoin(accounts, accounts.c.account_id == api_keys.c.account_id))
         if cond is not None:
@@ -171,8 +177,13 @@ class AccountStore:
     def _audit(self, conn: Any, actor: str, action: str, target: str | None, detail: Any) -> None:
         conn.execute(
             audit_log.insert(),
-            {"ts": time.time(), "actor": actor, "action": action, "target": target,
-             "detail": orjson.dumps(detail).decode()},
+            {
+                "ts": time.time(),
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "detail": orjson.dumps(detail).decode(),
+            },
         )
 
     def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -183,7 +194,12 @@ class AccountStore:
 
 def _account(m: Any) -> Account:
     return Account(
-        account_id=m["account_id"], created_at=m["created_at"], email_domain=m["email_domain"],
-        payment_fingerprint=m["payment_fingerprint"], signup_route=m["signup_route"],
-        country=m["country"], tier=m["tier"], org_id=m["org_id"],
+        account_id=m["account_id"],
+        created_at=m["created_at"],
+        email_domain=m["email_domain"],
+        payment_fingerprint=m["payment_fingerprint"],
+        signup_route=m["signup_route"],
+        country=m["country"],
+        tier=m["tier"],
+        org_id=m["org_id"],
     )

@@ -21,7 +21,7 @@ import msgspec
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from stillwatch.events import RequestEvent, RecordWriter, parse_ts, read_records
+from stillwatch.events import RecordWriter, RequestEvent, parse_ts, read_records
 from stillwatch.store.db import events as events_table
 from stillwatch.store.db import insert_ignoring_duplicates
 from stillwatch.store.privacy import apply_privacy
@@ -112,9 +112,9 @@ class TelemetryWriter:
                         batch.append(item)
             except queue.Empty:
                 pass
-            if batch and (stopping or len(batch) >= self.batch_size or self._queue.empty()):
-                if self._commit_with_retry(batch, stopping):
-                    batch = []
+            ready = stopping or len(batch) >= self.batch_size or self._queue.empty()
+            if batch and ready and self._commit_with_retry(batch, stopping):
+                batch = []
             if stopping:
                 while True:  # drain whatever arrived after the stop signal
                     try:
@@ -138,9 +138,16 @@ class TelemetryWriter:
             except SQLAlchemyError as exc:
                 self.failures += 1
                 self.healthy = False
-                log.warning("telemetry commit failed (%d events kept): %s", len(batch),
-                            str(exc).splitlines()[0])
-            if stopping and self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
+                log.warning(
+                    "telemetry commit failed (%d events kept): %s",
+                    len(batch),
+                    str(exc).splitlines()[0],
+                )
+            if (
+                stopping
+                and self._stop_deadline is not None
+                and time.monotonic() > self._stop_deadline
+            ):
                 return False
             if not stopping and self._queue.qsize() + len(batch) > self.max_pending:
                 # bound memory while the database is away: park the backlog on local disk
@@ -163,15 +170,17 @@ class TelemetryWriter:
         rows = []
         for ev in batch:
             stored = apply_privacy(ev, self.privacy)
-            rows.append({
-                "id": ev.id,
-                "ts": ev.ts,
-                "ts_epoch": parse_ts(ev.ts),
-                "account_id": ev.account_id,
-                "action": ev.action,
-                "replica": self.replica,
-                "data": self._encoder.encode(stored).decode(),
-            })
+            rows.append(
+                {
+                    "id": ev.id,
+                    "ts": ev.ts,
+                    "ts_epoch": parse_ts(ev.ts),
+                    "account_id": ev.account_id,
+                    "action": ev.action,
+                    "replica": self.replica,
+                    "data": self._encoder.encode(stored).decode(),
+                }
+            )
         return rows
 
     def _commit(self, batch: list[RequestEvent]) -> None:
@@ -229,8 +238,9 @@ def count_events(engine: Engine) -> int:
         return int(conn.execute(select(func.count()).select_from(events_table)).scalar_one())
 
 
-def iter_stored_events(engine: Engine, since: float | None = None, until: float | None = None,
-                       chunk: int = 5000) -> Iterator[RequestEvent]:
+def iter_stored_events(
+    engine: Engine, since: float | None = None, until: float | None = None, chunk: int = 5000
+) -> Iterator[RequestEvent]:
     """Stored events in time order, read in keyset pages so memory stays flat."""
     decoder = msgspec.json.Decoder(RequestEvent)
     last: tuple[float, str] = (since if since is not None else float("-inf"), "")
@@ -257,7 +267,8 @@ def iter_stored_events(engine: Engine, since: float | None = None, until: float 
         first = False
 
 
-def export_events(engine: Engine, out: str | Path, since: float | None = None,
-                  until: float | None = None) -> int:
+def export_events(
+    engine: Engine, out: str | Path, since: float | None = None, until: float | None = None
+) -> int:
     with RecordWriter(out, RequestEvent) as writer:
         return writer.write_all(iter_stored_events(engine, since, until))

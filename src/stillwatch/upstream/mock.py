@@ -25,19 +25,20 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 MODELS = ("mock-small", "mock-reason", "mock-think")
-_WORDS = (
+_TEXT = (
     "the model answers each question with care and a short list of steps that lead from what "
     "is given to what is asked so first we read the problem then we name the quantities and "
     "write the relation between them next we solve for the unknown and check the result "
     "against the question finally the answer is stated plainly with its units code follows "
     "the same path define a function test it on small cases and handle the edge cases"
-).split()
+)
+_WORDS = _TEXT.split()
 
 
 @dataclass
 class MockSettings:
-    latency_ms: float = 0.0          # before the first token
-    tokens_per_second: float = 0.0   # 0: as fast as possible
+    latency_ms: float = 0.0  # before the first token
+    tokens_per_second: float = 0.0  # 0: as fast as possible
     min_tokens: int = 16
     max_tokens: int = 96
     error_rate: float = 0.0
@@ -51,8 +52,11 @@ class Fault(Exception):
 
 
 def _seed(body: dict[str, Any], salt: int) -> int:
-    digest = hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), digest_size=8,
-                             salt=salt.to_bytes(8, "little", signed=False)).digest()
+    digest = hashlib.blake2b(
+        orjson.dumps(body, option=orjson.OPT_SORT_KEYS),
+        digest_size=8,
+        salt=salt.to_bytes(8, "little", signed=False),
+    ).digest()
     return int.from_bytes(digest, "little")
 
 
@@ -63,7 +67,9 @@ def _prompt_words(body: dict[str, Any]) -> int:
         if isinstance(content, str):
             total += len(content.split()) + 4
         elif isinstance(content, list):
-            total += sum(len(str(p.get("text", "")).split()) for p in content if isinstance(p, dict))
+            total += sum(
+                len(str(p.get("text", "")).split()) for p in content if isinstance(p, dict)
+            )
     prompt = body.get("prompt")
     if isinstance(prompt, str):
         total += len(prompt.split())
@@ -137,8 +143,9 @@ class MockModel:
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
-                self._stream(body, answers, model, rid, created, chat, include_usage,
-                             cut=fault == "cut"),
+                self._stream(
+                    body, answers, model, rid, created, chat, include_usage, cut=fault == "cut"
+                ),
                 media_type="text/event-stream",
             )
         if self.s.tokens_per_second:
@@ -154,16 +161,26 @@ class MockModel:
                 if tool:
                     message = {"role": "assistant", "content": None, "tool_calls": [tool]}
                     finish = "tool_calls"
-                choices.append({"index": i, "message": message, "finish_reason": finish,
-                                "logprobs": None})
+                choices.append(
+                    {"index": i, "message": message, "finish_reason": finish, "logprobs": None}
+                )
             else:
-                choices.append({"index": i, "text": text, "finish_reason": finish,
-                                "logprobs": None})
-        return Response(orjson.dumps({
-            "id": rid, "object": "chat.completion" if chat else "text_completion",
-            "created": created, "model": model, "choices": choices,
-            "usage": _usage(body, answers),
-        }), media_type="application/json")
+                choices.append(
+                    {"index": i, "text": text, "finish_reason": finish, "logprobs": None}
+                )
+        return Response(
+            orjson.dumps(
+                {
+                    "id": rid,
+                    "object": "chat.completion" if chat else "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": choices,
+                    "usage": _usage(body, answers),
+                }
+            ),
+            media_type="application/json",
+        )
 
     @staticmethod
     def _add_reasoning(message: dict[str, Any], model: str, reasoning: list[str]) -> None:
@@ -174,20 +191,42 @@ class MockModel:
         else:
             message["reasoning_content"] = "".join(reasoning).strip()
 
-    async def _stream(self, body: dict[str, Any], answers: list[Any], model: str, rid: str,
-                      created: int, chat: bool, include_usage: bool, cut: bool
-                      ) -> AsyncIterator[bytes]:
+    async def _stream(
+        self,
+        body: dict[str, Any],
+        answers: list[Any],
+        model: str,
+        rid: str,
+        created: int,
+        chat: bool,
+        include_usage: bool,
+        cut: bool,
+    ) -> AsyncIterator[bytes]:
         obj = "chat.completion.chunk" if chat else "text_completion"
         delay = 1.0 / self.s.tokens_per_second if self.s.tokens_per_second else 0.0
 
         def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-            payload = {"id": rid, "object": obj, "created": created, "model": model,
-                       "choices": choices, **extra}
+            payload = {
+                "id": rid,
+                "object": obj,
+                "created": created,
+                "model": model,
+                "choices": choices,
+                **extra,
+            }
             return b"data: " + orjson.dumps(payload) + b"\n\n"
 
         if chat:
-            yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""},
-                          "finish_reason": None} for i in range(len(answers))])
+            yield chunk(
+                [
+                    {
+                        "index": i,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                    for i in range(len(answers))
+                ]
+            )
         steps: list[tuple[int, str, str]] = []  # (choice, field, text)
         for i, (words, reasoning, _) in enumerate(answers):
             if reasoning and "think" in model:
@@ -209,19 +248,43 @@ class MockModel:
         for i, (_, _, finish) in enumerate(answers):
             tool = _tool_call(body, i) if chat else None
             if tool:
-                yield chunk([{"index": i, "delta": {"tool_calls": [{**tool, "index": 0}]},
-                              "finish_reason": None}])
+                yield chunk(
+                    [
+                        {
+                            "index": i,
+                            "delta": {"tool_calls": [{**tool, "index": 0}]},
+                            "finish_reason": None,
+                        }
+                    ]
+                )
                 finish = "tool_calls"
-            yield chunk([{"index": i, "delta": {} if chat else None, "finish_reason": finish}]
-                        if chat else [{"index": i, "text": "", "finish_reason": finish}])
+            yield chunk(
+                [{"index": i, "delta": {} if chat else None, "finish_reason": finish}]
+                if chat
+                else [{"index": i, "text": "", "finish_reason": finish}]
+            )
         if include_usage:
             yield chunk([], usage=_usage(body, answers))
         yield b"data: [DONE]\n\n"
 
     async def models(self, request: Request) -> Response:
-        return Response(orjson.dumps({"object": "list", "data": [
-            {"id": m, "object": "model", "created": 1700000000, "owned_by": "stillwatch-mock"}
-            for m in MODELS]}), media_type="application/json")
+        return Response(
+            orjson.dumps(
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": m,
+                            "object": "model",
+                            "created": 1700000000,
+                            "owned_by": "stillwatch-mock",
+                        }
+                        for m in MODELS
+                    ],
+                }
+            ),
+            media_type="application/json",
+        )
 
     async def health(self, request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -236,34 +299,44 @@ def _tool_call(body: dict[str, Any], index: int) -> dict[str, Any] | None:
     name = fn.get("name", "tool")
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name", name)
-    return {"id": f"call_{index:04d}", "type": "function",
-            "function": {"name": name, "arguments": "{}"}}
+    return {
+        "id": f"call_{index:04d}",
+        "type": "function",
+        "function": {"name": name, "arguments": "{}"},
+    }
 
 
 def _usage(body: dict[str, Any], answers: list[Any]) -> dict[str, Any]:
     completion = sum(len(w) + len(r) for w, r, _ in answers)
     reasoning = sum(len(r) for _, r, _ in answers)
     prompt = _prompt_words(body)
-    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                             "total_tokens": prompt + completion}
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
     if reasoning:
         usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     return usage
 
 
 def _error(status: int, message: str, type_: str = "invalid_request_error") -> Response:
-    return Response(orjson.dumps({"error": {"message": message, "type": type_, "param": None,
-                                            "code": None}}), status,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": None}}),
+        status,
+        media_type="application/json",
+    )
 
 
 def build_mock_app(settings: MockSettings | None = None) -> Starlette:
     model = MockModel(settings)
-    app = Starlette(routes=[
-        Route("/v1/chat/completions", model.chat, methods=["POST"]),
-        Route("/v1/completions", model.completions, methods=["POST"]),
-        Route("/v1/models", model.models, methods=["GET"]),
-        Route("/healthz", model.health, methods=["GET"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", model.chat, methods=["POST"]),
+            Route("/v1/completions", model.completions, methods=["POST"]),
+            Route("/v1/models", model.models, methods=["GET"]),
+            Route("/healthz", model.health, methods=["GET"]),
+        ]
+    )
     app.state.model = model
     return app
