@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 
@@ -16,7 +17,17 @@ def parse_ts(value: str) -> float:
     return dt.timestamp()
 
 
+_last_second: list[object] = [None, ""]
+
+
 def format_ts(epoch: float) -> str:
-    """`2026-02-12T10:00:00.123Z`: millisecond precision, always UTC."""
-    dt = datetime.fromtimestamp(epoch, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """`2026-02-12T10:00:00.123Z`: millisecond precision, always UTC.
+
+    Called for every request event, so the formatted second is reused while it lasts.
+    """
+    millis = int(epoch * 1000)
+    second, ms = divmod(millis, 1000)
+    if _last_second[0] != second:
+        _last_second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second[0] = second
+    return f"{_last_second[1]}.{ms:03d}Z"

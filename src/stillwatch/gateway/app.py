@@ -10,6 +10,7 @@ becomes one request event of the spec.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import inspect
 import logging
@@ -20,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 
 from stillwatch.detect import AllowAllDetector, Decision, Detector, RequestContext
@@ -33,6 +33,12 @@ from stillwatch.gateway.limiting import LimitPlan, rate_headers, retry_after
 from stillwatch.gateway.metrics import GatewayMetrics
 from stillwatch.gateway.sse import SseRelay, assemble_stream, read_json_response
 from stillwatch.gateway.tokens import completion_budget, prompt_tokens, text_tokens
+from stillwatch.gateway.upstream_pool import (
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 from stillwatch.gateway.validate import validate_request
 from stillwatch.limits import Check, Limiter, LimiterUnavailable, Outcome
 from stillwatch.limits.base import BucketState
@@ -130,7 +136,7 @@ class Gateway:
         )
         self.ips = ClientIpResolver(policy.trusted_proxies)
         self.plan = LimitPlan(policy)
-        self.session: aiohttp.ClientSession | None = None
+        self.upstream: UpstreamPool | None = None
         self._id_prefix = os.urandom(6).hex()
         self._seq = 0
         self._allow_accounts = frozenset(policy.allow_list.accounts)
@@ -140,28 +146,25 @@ class Gateway:
 
     # --- lifecycle ------------------------------------------------------------------------
     async def startup(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=75, ttl_dns_cache=300)
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=self.policy.upstream_connect_timeout_s,
-            sock_read=self.policy.upstream_read_timeout_s,
-        )
-        self.session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        self.upstream = UpstreamPool(
+            self.upstream_url,
+            connect_timeout=self.policy.upstream_connect_timeout_s,
+            read_timeout=self.policy.upstream_read_timeout_s,
         )
         await asyncio.to_thread(self.keyring.load)
         self.keyring.start()
         self.telemetry.start()
+        # Everything loaded so far lives as long as the process: keep it out of the cyclic
+        # collector's scans, whose full passes would otherwise stall requests for milliseconds.
+        gc.collect()
+        gc.freeze()
 
     async def shutdown(self) -> None:
         if self._pending_tasks:
             await asyncio.gather(*self._pending_tasks, return_exceptions=True)
         await self.keyring.stop()
-        if self.session is not None:
-            await self.session.close()
+        if self.upstream is not None:
+            await self.upstream.close()
         await self.limiter.close()
         await asyncio.to_thread(self.telemetry.close)
 
@@ -208,7 +211,7 @@ class Gateway:
 
     async def _ready(self, send: Send) -> None:
         limiter_ok = await self.limiter.ping()
-        ok = limiter_ok and self.telemetry.healthy and self.session is not None
+        ok = limiter_ok and self.telemetry.healthy and self.upstream is not None
         body = orjson.dumps(
             {
                 "ready": ok,
@@ -401,7 +404,7 @@ class Gateway:
         if time.perf_counter() - t0 > self._budget:
             self.metrics.decision_timeouts.inc()
             return ALLOW
-        self.metrics.decisions.labels(result.action, self.policy.mode).inc()
+        self.metrics.decided(result.action, self.policy.mode)
         return result
 
     def ips_allowed(self, ip: str) -> bool:
@@ -419,42 +422,41 @@ class Gateway:
         hide_usage: bool,
         degrade: bool,
     ) -> None:
-        assert self.session is not None
-        fwd_headers = {"Content-Type": "application/json"}
+        assert self.upstream is not None
+        fwd_headers = [("Content-Type", "application/json")]
         if self.upstream_token:
-            fwd_headers["Authorization"] = f"Bearer {self.upstream_token}"
+            fwd_headers.append(("Authorization", f"Bearer {self.upstream_token}"))
         if ex.watermark_key_id:
-            fwd_headers[WATERMARK_HEADER] = ex.watermark_key_id
+            fwd_headers.append((WATERMARK_HEADER, ex.watermark_key_id))
         t0 = time.perf_counter()
         try:
-            resp = await self.session.post(
-                self.upstream_url + ex.endpoint, data=payload, headers=fwd_headers
-            )
-        except TimeoutError:
+            resp = await self.upstream.request(b"POST", ex.endpoint, payload, fwd_headers)
+        except UpstreamTimeout:
             return await self._upstream_failed(send, ex, 504, "timeout", "the model timed out")
-        except (aiohttp.ClientError, OSError) as exc:
+        except UpstreamError as exc:
             return await self._upstream_failed(
-                send, ex, 502, "unavailable", f"the model is unavailable ({type(exc).__name__})"
+                send, ex, 502, "unavailable", f"the model is unavailable: {exc}"
             )
+        content_type = resp.content_type
         base_headers = [
-            (b"content-type", resp.headers.get("Content-Type", "application/json").encode()),
+            (b"content-type", content_type.encode()),
             (b"x-request-id", ex.id.encode()),
             *limit_headers,
         ]
         ex.status = resp.status
         try:
-            if resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+            if content_type.startswith("text/event-stream"):
                 await self._relay_stream(send, ex, resp, base_headers, hide_usage, degrade)
             else:
                 try:
                     data = await resp.read()
-                except TimeoutError:
+                except UpstreamTimeout:
                     return await self._upstream_failed(
                         send, ex, 504, "timeout", "the model timed out"
                     )
-                except (aiohttp.ClientError, OSError) as exc:
+                except UpstreamError as exc:
                     return await self._upstream_failed(
-                        send, ex, 502, "unavailable", f"the model failed ({type(exc).__name__})"
+                        send, ex, 502, "unavailable", f"the model failed: {exc}"
                     )
                 ex.response, ex.usage, err = read_json_response(data)
                 if err is not None or resp.status >= 400:
@@ -475,7 +477,7 @@ class Gateway:
         self,
         send: Send,
         ex: Exchange,
-        resp: aiohttp.ClientResponse,
+        resp: UpstreamResponse,
         headers: list[tuple[bytes, bytes]],
         hide_usage: bool,
         degrade: bool,
@@ -490,14 +492,14 @@ class Gateway:
         )
         failure: str | None = None
         try:
-            async for chunk in resp.content.iter_any():
+            async for chunk in resp.iter_chunks():
                 out = relay.feed(chunk)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-        except TimeoutError:
+        except UpstreamTimeout:
             failure = "timeout"
-        except (aiohttp.ClientError, OSError) as exc:
-            failure = type(exc).__name__
+        except UpstreamError as exc:
+            failure = str(exc)
         tail = relay.flush()
         if failure is not None:
             self.metrics.upstream_errors.labels("stream_cut").inc()
@@ -655,12 +657,15 @@ class Gateway:
             return await _reply(
                 send, ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
             )
-        assert self.session is not None
+        assert self.upstream is not None
         try:
-            async with self.session.get(self.upstream_url + "/v1/models") as resp:
+            resp = await self.upstream.request(b"GET", "/v1/models")
+            try:
                 data = await resp.read()
-                await _reply_raw(send, resp.status, data)
-        except (TimeoutError, aiohttp.ClientError, OSError):
+            finally:
+                resp.release()
+            await _reply_raw(send, resp.status, data)
+        except UpstreamError:
             await _reply(
                 send,
                 ApiError(

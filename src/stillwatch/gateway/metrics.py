@@ -36,6 +36,9 @@ class GatewayMetrics:
         self.decisions = Counter(
             "stillwatch_decisions", "Detector decisions by action", ["action", "mode"], registry=r
         )
+        self._decisions = {
+            (a, m): self.decisions.labels(a, m) for a in ACTIONS for m in ("enforce", "shadow")
+        }
         self.decision_timeouts = Counter(
             "stillwatch_decision_timeouts",
             "Decisions skipped past the budget (failed open)",
@@ -54,6 +57,11 @@ class GatewayMetrics:
         if child is not None:
             child.inc()
             self._duration[endpoint].observe(seconds)
+
+    def decided(self, action: str, mode: str) -> None:
+        child = self._decisions.get((action, mode))
+        if child is not None:
+            child.inc()
 
     def add_gauge(self, name: str, doc: str, fn: Callable[[], float]) -> None:
         Gauge(name, doc, registry=self.registry).set_function(fn)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
+class Check(NamedTuple):
     """One bucket a request must fit in.
 
     `interval` is the seconds one unit takes to replenish, `capacity` the most units the bucket
@@ -25,15 +23,13 @@ class Check:
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
-class BucketState:
+class BucketState(NamedTuple):
     remaining: int
     reset_after: float
     retry_after: float
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     allowed: bool
     states: tuple[BucketState, ...]
     now: float

@@ -104,14 +104,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def insert_ignoring_duplicates(engine: Engine, table: Table) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING, so a batch retried after a lost commit ack is harmless."""
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
-
-
 def upsert(engine: Engine, table: Table, key: str) -> Any:
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(table)
     cols = {c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
     return stmt.on_conflict_do_update(index_elements=[key], set_=cols)
+
+
+def insert_events_sql(engine: Engine) -> str:
+    """The telemetry insert in the driver's own dialect, ignoring ids already stored (so a
+    batch retried after a lost commit acknowledgement is harmless)."""
+    cols = "id, ts, ts_epoch, account_id, action, replica, data"
+    if engine.dialect.name == "postgresql":
+        return (f"INSERT INTO sw_events ({cols}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING")
+    return f"INSERT OR IGNORE INTO sw_events ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?)"
