@@ -97,7 +97,7 @@ def venv_with(name: str, requirement: str) -> Path:
     return venv / "bin"
 
 
-def wait_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_up(url: str, proc: subprocess.Popen, timeout: float = 120, key: str = "sk-bench") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -106,7 +106,7 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
             req = urllib.request.Request(
                 url,
                 data=BODY.encode(),
-                headers={"Content-Type": "application/json", "Authorization": "Bearer " + KEY[0]},
+                headers={"Content-Type": "application/json", "Authorization": "Bearer " + key},
             )
             with urllib.request.urlopen(req, timeout=5) as r:
                 if r.status == 200:
@@ -114,9 +114,6 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
         except OSError:
             time.sleep(0.25)
     raise RuntimeError(f"{url} did not answer in {timeout}s")
-
-
-KEY = ["sk-bench"]
 
 
 @dataclass
@@ -166,16 +163,13 @@ def wrk(url: str, connections: int, duration: int, script: Path) -> tuple[float,
     return p50, p99, rps, errors
 
 
-def measure(name: str, url: str, duration: int, script: Path, saturate: int) -> Result:
-    wrk(url, 1, 2, script)  # warm up
-    p50, p99, _, err1 = wrk(url, 1, duration, script)
-    _, _, rps, err2 = wrk(url, saturate, duration, script)
-    print(
-        f"  {name:<12} p50 {p50:8.3f} ms  p99 {p99:8.3f} ms  {rps:9.0f} req/s"
-        f"  errors {err1 + err2}",
-        flush=True,
-    )
-    return Result(name, p50, p99, rps, err1 + err2)
+def lua_for(tmp: Path, name: str, key: str) -> Path:
+    script = tmp / f"post-{name}.lua"
+    script.write_text(_lua(key))
+    return script
+
+
+Started = tuple[subprocess.Popen, str, str]  # process, base URL, API key to send
 
 
 def start_nginx(tmp: Path) -> tuple[subprocess.Popen, str]:
@@ -208,7 +202,7 @@ http {{
     return proc, url
 
 
-def start_stillwatch(tmp: Path, upstream: str) -> tuple[subprocess.Popen, str]:
+def start_stillwatch(tmp: Path, upstream: str) -> Started:
     """Every layer on: all six limit dimensions on requests and tokens, the decision hook,
     telemetry to the embedded database. Limits are high so that nothing is refused."""
     port = free_port()
@@ -239,7 +233,7 @@ tiers:
         capture_output=True,
         text=True,
     ).stdout
-    KEY[0] = re.search(r"key:\s+(\S+)", out)[1]
+    key = re.search(r"key:\s+(\S+)", out)[1]
     proc = subprocess.Popen(
         [
             "taskset",
@@ -257,13 +251,14 @@ tiers:
             str(policy),
         ],
         env=env,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_up(url + "/v1/chat/completions", proc)
-    return proc, url
+    wait_up(url + "/v1/chat/completions", proc, key=key)
+    return proc, url, key
 
 
-def start_litellm(tmp: Path, upstream: str) -> tuple[subprocess.Popen, str]:
+def start_litellm(tmp: Path, upstream: str) -> Started:
     bin_dir = venv_with("litellm", LITELLM)
     port = free_port()
     cfg = tmp / "litellm.yaml"
@@ -277,11 +272,13 @@ model_list:
 litellm_settings:
   telemetry: false
 """)
+    key = "sk-" + os.urandom(32).hex()  # it refuses to start unauthenticated
     env = {
         **os.environ,
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "LITELLM_TELEMETRY": "False",
         "LITELLM_LOG": "ERROR",
+        "LITELLM_MASTER_KEY": key,
     }
     proc = subprocess.Popen(
         [
@@ -300,40 +297,49 @@ litellm_settings:
         cwd=tmp,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_up(url + "/v1/chat/completions", proc, timeout=240)
-    return proc, url
+    wait_up(url + "/v1/chat/completions", proc, timeout=240, key=key)
+    return proc, url, key
 
 
-def start_unmimic(tmp: Path, upstream: str) -> tuple[subprocess.Popen, str]:
+def start_unmimic(tmp: Path, upstream: str) -> Started:
     bin_dir = venv_with("unmimic", UNMIMIC)
     port = free_port()
     work = tmp / "unmimic"
     work.mkdir(exist_ok=True)
     env = {**os.environ, "UNMIMIC_UPSTREAM_URL": f"{upstream}/v1"}
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # own process group: paused and resumed as one
         ["taskset", "-c", "0", str(bin_dir / "unmimic"), "serve", "--port", str(port)],
         env=env,
         cwd=work,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     wait_up(url + "/v1/chat/completions", proc)
-    return proc, url
+    return proc, url, "sk-bench"
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
+    if proc.poll() is not None:
+        return
+    own_group = os.getpgid(proc.pid) == proc.pid
+    if own_group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        if own_group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
 
 
-def start_floor(tmp: Path, upstream: str) -> tuple[subprocess.Popen, str]:
+def start_floor(tmp: Path, upstream: str) -> Started:
     """A no-op ASGI app under the same uvicorn and pinning: what any Python server on core 0
     costs on this machine before it does anything (it answers without calling the upstream)."""
     port = free_port()
@@ -368,10 +374,20 @@ def start_floor(tmp: Path, upstream: str) -> tuple[subprocess.Popen, str]:
             "warning",
         ],
         cwd=tmp,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     wait_up(url + "/v1/chat/completions", proc)
-    return proc, url
+    return proc, url, "sk-bench"
+
+
+def exclusive(procs: dict[str, subprocess.Popen], name: str | None) -> None:
+    """Core 0 to one proxy alone: the others are paused (SIGSTOP) while it is measured, so an
+    idle competitor's background work never lands in another's figures. None resumes all."""
+    for other, proc in procs.items():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGCONT if name in (None, other) else signal.SIGSTOP)
+    time.sleep(0.3)
 
 
 def median(values: list[float]) -> float:
@@ -382,8 +398,8 @@ def median(values: list[float]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--duration", type=int, default=8, help="seconds per measurement")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported")
+    ap.add_argument("--duration", type=int, default=4, help="seconds per measurement")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians reported")
     ap.add_argument("--connections", type=int, default=64, help="connections at saturation")
     ap.add_argument(
         "--only",
@@ -400,58 +416,68 @@ def main() -> None:
         "litellm": start_litellm,
         "unmimic": start_unmimic,
     }
-    runs: dict[str, list[Result]] = {}
+    latency: dict[str, list[tuple[float, float, int]]] = {}
+    throughput: dict[str, list[tuple[float, int]]] = {}
     with tempfile.TemporaryDirectory(prefix="sw-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        script = tmp / "post.lua"
         nginx, upstream = start_nginx(tmp)
-        print(
-            f"upstream nginx {upstream}; proxies on core 0, nginx and wrk on core 1; "
-            f"{args.rounds} rounds of {args.duration}s per measurement"
-        )
+        live: dict[str, tuple[str, Path]] = {
+            "upstream": (upstream, lua_for(tmp, "upstream", "sk-bench"))
+        }
+        by_name: dict[str, subprocess.Popen] = {}
+        procs = []
         try:
+            for name in targets:
+                try:
+                    proc, url, key = starters[name](tmp, upstream)
+                except Exception as exc:  # report and go on with the others
+                    print(f"  {name:<12} could not be started: {exc}", flush=True)
+                    continue
+                procs.append(proc)
+                by_name[name] = proc
+                live[name] = (url, lua_for(tmp, name, key))
+            print(
+                f"upstream nginx {upstream}; {', '.join(live)} up; proxies on core 0, nginx "
+                f"and wrk on core 1; {args.rounds} interleaved rounds of {args.duration}s"
+            )
+            for name, (url, script) in live.items():  # warm up
+                exclusive(by_name, name)
+                wrk(url + "/v1/chat/completions", 4, 2, script)
             for rnd in range(1, args.rounds + 1):
-                print(f"round {rnd}", flush=True)
-                script.write_text(_lua("sk-bench"))
-                runs.setdefault("upstream", []).append(
-                    measure(
-                        "upstream",
-                        upstream + "/v1/chat/completions",
-                        args.duration,
-                        script,
-                        args.connections,
+                for name, (url, script) in live.items():
+                    exclusive(by_name, name)
+                    p50, p99, _, err = wrk(url + "/v1/chat/completions", 1, args.duration, script)
+                    latency.setdefault(name, []).append((p50, p99, err))
+                    print(
+                        f"  round {rnd} {name:<11} 1 conn: p50 {p50:7.3f} ms  p99 {p99:7.3f} ms",
+                        flush=True,
                     )
-                )
-                for name in targets:
-                    try:
-                        proc, url = starters[name](tmp, upstream)
-                    except Exception as exc:  # report and go on with the others
-                        print(f"  {name:<12} could not be started: {exc}", flush=True)
-                        continue
-                    try:
-                        script.write_text(_lua(KEY[0] if name == "stillwatch" else "sk-bench"))
-                        runs.setdefault(name, []).append(
-                            measure(
-                                name,
-                                url + "/v1/chat/completions",
-                                args.duration,
-                                script,
-                                args.connections,
-                            )
-                        )
-                    finally:
-                        stop(proc)
+            for rnd in range(1, args.rounds + 1):
+                for name, (url, script) in live.items():
+                    exclusive(by_name, name)
+                    _, _, rps, err = wrk(
+                        url + "/v1/chat/completions", args.connections, args.duration, script
+                    )
+                    throughput.setdefault(name, []).append((rps, err))
+                    print(
+                        f"  round {rnd} {name:<11} {args.connections} conn: {rps:9.0f} req/s",
+                        flush=True,
+                    )
         finally:
+            exclusive(by_name, None)
+            for proc in procs:
+                stop(proc)
             stop(nginx)
     results = []
-    for name, rs in runs.items():
+    for name in latency:
+        lat, thr = latency[name], throughput.get(name, [(0.0, 0)])
         results.append(
             Result(
                 name,
-                median([r.p50_ms for r in rs]),
-                median([r.p99_ms for r in rs]),
-                median([r.rps for r in rs]),
-                sum(r.errors for r in rs),
+                median([x[0] for x in lat]),
+                median([x[1] for x in lat]),
+                median([x[0] for x in thr]),
+                sum(x[2] for x in lat) + sum(x[1] for x in thr),
             )
         )
     base = results[0]

@@ -175,7 +175,7 @@ class Gateway:
             if path in COMPLETION_PATHS:
                 if scope["method"] != "POST":
                     return await _reply(send, ApiError(405, "use POST", "invalid_request_error"))
-                return await self._completion(scope, receive, send, path)
+                return await self._guarded(self._completion, scope, receive, send, path)
             if path == "/v1/models":
                 return await self._models(scope, receive, send)
             if path == "/healthz":
@@ -192,6 +192,34 @@ class Gateway:
             )
         if kind == "lifespan":
             return await self._lifespan(receive, send)
+
+    async def _guarded(
+        self, handler: Any, scope: Scope, receive: Receive, send: Send, path: str
+    ) -> None:
+        """Run a handler; if it fails unexpectedly before answering, answer in OpenAI's shape
+        instead of letting the server send a bare 500."""
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await handler(scope, receive, tracking_send, path)
+        except Exception:
+            log.exception("unexpected error on %s", path)
+            if not started:
+                await _reply(
+                    send,
+                    ApiError(
+                        500,
+                        "The gateway failed on this request.",
+                        "server_error",
+                        code="internal_error",
+                    ),
+                )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

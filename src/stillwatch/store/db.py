@@ -116,6 +116,8 @@ def insert_events_sql(engine: Engine) -> str:
     batch retried after a lost commit acknowledgement is harmless)."""
     cols = "id, ts, ts_epoch, account_id, action, replica, data"
     if engine.dialect.name == "postgresql":
-        return (f"INSERT INTO sw_events ({cols}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (id) DO NOTHING")
+        return (
+            f"INSERT INTO sw_events ({cols}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (id) DO NOTHING"
+        )
     return f"INSERT OR IGNORE INTO sw_events ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?)"

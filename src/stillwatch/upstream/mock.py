@@ -51,7 +51,13 @@ class Fault(Exception):
     """Raised inside a stream to cut the connection mid-answer."""
 
 
+_ANSWER_FIELDS = ("model", "messages", "prompt", "tools", "tool_choice", "seed", "temperature")
+
+
 def _seed(body: dict[str, Any], salt: int) -> int:
+    """From what shapes an answer only: streaming or not, the same question gets the same
+    words."""
+    body = {k: body.get(k) for k in _ANSWER_FIELDS}
     digest = hashlib.blake2b(
         orjson.dumps(body, option=orjson.OPT_SORT_KEYS),
         digest_size=8,
