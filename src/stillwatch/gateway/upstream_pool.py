@@ -44,6 +44,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.headers: dict[bytes, bytes] = {}
         self.headers_done = False
+        self.keep_alive = False
         self.complete = False
         self.error: Exception | None = None
         self.chunks: collections.deque[bytes] = collections.deque()
@@ -75,6 +76,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        # asked now: the parser's answer is only meaningful while the message is parsed
+        self.keep_alive = self.parser.should_keep_alive()
         self.headers_done = True
 
     def on_body(self, body: bytes) -> None:
@@ -157,7 +160,7 @@ class UpstreamResponse:
             return
         self._released = True
         conn = self._conn
-        if conn.complete and not conn.closed and conn.parser.should_keep_alive():
+        if conn.complete and not conn.closed and conn.keep_alive:
             conn._reset()
             self._pool._idle.append(conn)
         else:
