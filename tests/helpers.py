@@ -90,6 +90,7 @@ class GatewayHandle:
 
     def flush(self) -> list[RequestEvent]:
         """Every event so far, once the telemetry writer has committed it."""
+        assert until(lambda: self.app.in_flight == 0, 20)
         assert self.app.telemetry.flush(20)
         return list(iter_stored_events(self.app.telemetry.engine))
 

@@ -142,7 +142,7 @@ class Gateway:
         self._allow_accounts = frozenset(policy.allow_list.accounts)
         self._allow_orgs = frozenset(policy.allow_list.orgs)
         self._budget = policy.decision_budget_ms / 1000.0
-        self._pending_tasks: set[asyncio.Task[None]] = set()
+        self.in_flight = 0  # exchanges between arrival and their event's hand-off
 
     # --- lifecycle ------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -160,8 +160,6 @@ class Gateway:
         gc.freeze()
 
     async def shutdown(self) -> None:
-        if self._pending_tasks:
-            await asyncio.gather(*self._pending_tasks, return_exceptions=True)
         await self.keyring.stop()
         if self.upstream is not None:
             await self.upstream.close()
@@ -206,6 +204,7 @@ class Gateway:
                 started = True
             await send(message)
 
+        self.in_flight += 1
         try:
             await handler(scope, receive, tracking_send, path)
         except Exception:
@@ -220,6 +219,8 @@ class Gateway:
                         code="internal_error",
                     ),
                 )
+        finally:
+            self.in_flight -= 1
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -58,8 +58,10 @@ events = Table(
     Column("account_id", String),
     Column("action", String),
     Column("replica", String),
+    Column("stored_at", Float, nullable=False),
     Column("data", Text, nullable=False),
     Index("ix_sw_events_ts", "ts_epoch"),
+    Index("ix_sw_events_stored", "stored_at"),
     Index("ix_sw_events_account", "account_id", "ts_epoch"),
 )
 
@@ -114,10 +116,10 @@ def upsert(engine: Engine, table: Table, key: str) -> Any:
 def insert_events_sql(engine: Engine) -> str:
     """The telemetry insert in the driver's own dialect, ignoring ids already stored (so a
     batch retried after a lost commit acknowledgement is harmless)."""
-    cols = "id, ts, ts_epoch, account_id, action, replica, data"
+    cols = "id, ts, ts_epoch, account_id, action, replica, stored_at, data"
     if engine.dialect.name == "postgresql":
         return (
-            f"INSERT INTO sw_events ({cols}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            f"INSERT INTO sw_events ({cols}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (id) DO NOTHING"
         )
-    return f"INSERT OR IGNORE INTO sw_events ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    return f"INSERT OR IGNORE INTO sw_events ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

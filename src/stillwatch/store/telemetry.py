@@ -171,6 +171,7 @@ class TelemetryWriter:
         encode = self._encoder.encode
         privacy = self.privacy
         replica = self.replica
+        now = time.time()
         return [
             (
                 ev.id,
@@ -179,6 +180,7 @@ class TelemetryWriter:
                 ev.account_id,
                 ev.action,
                 replica,
+                now,
                 encode(apply_privacy(ev, privacy)).decode(),
             )
             for ev in batch
@@ -231,9 +233,11 @@ class TelemetryWriter:
 
 
 def apply_retention(engine: Engine, days: float, now: float | None = None) -> int:
+    """Delete events stored more than `days` ago. Counted from when the gateway stored them,
+    not from the event's own time, so a replayed or imported log is kept for the full period."""
     cutoff = (now or time.time()) - days * 86400
     with engine.begin() as conn:
-        return conn.execute(delete(events_table).where(events_table.c.ts_epoch < cutoff)).rowcount
+        return conn.execute(delete(events_table).where(events_table.c.stored_at < cutoff)).rowcount
 
 
 def count_events(engine: Engine) -> int:
