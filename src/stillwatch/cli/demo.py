@@ -20,6 +20,17 @@ from rich.table import Table
 from stillwatch.events import Account
 
 
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     import urllib.request
 
@@ -96,6 +107,13 @@ def demo(
     console = Console()
     data_dir.mkdir(parents=True, exist_ok=True)
     upstream_port = port + 1
+    for p in (port, upstream_port):
+        if not _port_free(p):
+            console.print(
+                f"[red]port {p} is in use[/red]: pick others with --port N "
+                "(the mock model takes N + 1)"
+            )
+            raise typer.Exit(2)
     admin_token = secrets.token_urlsafe(24)
     env = {**os.environ, "STILLWATCH_ADMIN_TOKEN": admin_token}
     py = sys.executable
@@ -186,7 +204,9 @@ def demo(
         if exit_after:
             return
         console.print("Serving until Ctrl-C.")
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # so sigwait, not death, gets them
+        signal.sigwait(stop_signals)
     finally:
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
