@@ -123,6 +123,7 @@ class Result:
     p99_ms: float
     rps: float
     errors: int
+    cpu_us_per_request: float | None = None
     added_p50_ms: float | None = None
     added_p99_ms: float | None = None
 
@@ -381,6 +382,28 @@ def start_floor(tmp: Path, upstream: str) -> Started:
     return proc, url, "sk-bench"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        stats[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, 0.0)
+        todo.extend(children.get(p, []))
+    return total
+
+
 def exclusive(procs: dict[str, subprocess.Popen], name: str | None) -> None:
     """Core 0 to one proxy alone: the others are paused (SIGSTOP) while it is measured, so an
     idle competitor's background work never lands in another's figures. None resumes all."""
@@ -417,7 +440,7 @@ def main() -> None:
         "unmimic": start_unmimic,
     }
     latency: dict[str, list[tuple[float, float, int]]] = {}
-    throughput: dict[str, list[tuple[float, int]]] = {}
+    throughput: dict[str, list[tuple[float, int, float | None]]] = {}
     with tempfile.TemporaryDirectory(prefix="sw-bench-") as tmpdir:
         tmp = Path(tmpdir)
         nginx, upstream = start_nginx(tmp)
@@ -455,10 +478,14 @@ def main() -> None:
             for rnd in range(1, args.rounds + 1):
                 for name, (url, script) in live.items():
                     exclusive(by_name, name)
+                    proc = by_name.get(name)
+                    cpu0 = cpu_seconds(proc.pid) if proc else 0.0
                     _, _, rps, err = wrk(
                         url + "/v1/chat/completions", args.connections, args.duration, script
                     )
-                    throughput.setdefault(name, []).append((rps, err))
+                    cpu = (cpu_seconds(proc.pid) - cpu0) if proc else 0.0
+                    per_req = cpu / max(rps * args.duration, 1) * 1e6 if proc else None
+                    throughput.setdefault(name, []).append((rps, err, per_req))
                     print(
                         f"  round {rnd} {name:<11} {args.connections} conn: {rps:9.0f} req/s",
                         flush=True,
@@ -470,7 +497,8 @@ def main() -> None:
             stop(nginx)
     results = []
     for name in latency:
-        lat, thr = latency[name], throughput.get(name, [(0.0, 0)])
+        lat, thr = latency[name], throughput.get(name, [(0.0, 0, None)])
+        cpus = [x[2] for x in thr if x[2] is not None]
         results.append(
             Result(
                 name,
@@ -478,6 +506,7 @@ def main() -> None:
                 median([x[1] for x in lat]),
                 median([x[0] for x in thr]),
                 sum(x[2] for x in lat) + sum(x[1] for x in thr),
+                median(cpus) if cpus else None,
             )
         )
     base = results[0]
@@ -503,14 +532,18 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         f"\nmedians of {args.rounds} rounds, {args.duration}s each, {args.connections} "
         "connections at saturation"
     )
-    print("\n| target | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s (1 core) | errors |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "\n| target | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s (1 core) "
+        "| CPU µs/request | errors |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         added50 = "" if r.added_p50_ms is None else f"{r.added_p50_ms:.3f}"
         added99 = "" if r.added_p99_ms is None else f"{r.added_p99_ms:.3f}"
+        cpu = "" if r.cpu_us_per_request is None else f"{r.cpu_us_per_request:.0f}"
         print(
             f"| {r.target} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {added50} | {added99} |"
-            f" {r.rps:.0f} | {r.errors} |"
+            f" {r.rps:.0f} | {cpu} | {r.errors} |"
         )
     ratios = {}
     if sw is not None:
@@ -522,6 +555,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
                 "added_p50_ratio": o.added_p50_ms / max(sw.added_p50_ms, 1e-3),
                 "added_p99_ratio": o.added_p99_ms / max(sw.added_p99_ms, 1e-3),
                 "rps_ratio": sw.rps / o.rps,
+                "cpu_per_request_ratio": (o.cpu_us_per_request or 0)
+                / max(sw.cpu_us_per_request or 1, 1),
             }
             r = ratios[other]
             print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def run_gateway(settings: GatewaySettings, *, log_level: str = "warning") -> Non
     import uvicorn
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    # The telemetry and key-ring threads hold the GIL in short bursts; hand it back to the
+    # event loop within half a millisecond instead of the default five.
+    sys.setswitchinterval(0.0005)
     app = build_gateway(settings)
     uvicorn.run(
         app,
