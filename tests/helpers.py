@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from stillwatch.cli.common import wait_ready
 from stillwatch.events import Account, RequestEvent
 from stillwatch.gateway.app import Gateway
 from stillwatch.gateway.server import GatewaySettings, build_gateway
@@ -122,18 +123,7 @@ def wait_for_events(engine: Any, n: int, timeout: float = 20.0) -> int:
     return got
 
 
-def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[Any] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} not up after {timeout}s")
+wait_http = wait_ready
 
 
 def spawn(args: list[str], env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[bytes]:
@@ -150,3 +140,27 @@ def until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return pred()
+
+
+def export_events(out: Path, *store_args: str) -> Path:
+    """`stillwatch export --out OUT STORE_ARGS` in a child process, as an operator runs it."""
+    subprocess.run(
+        [sys.executable, "-m", "stillwatch", "export", "--out", str(out), *store_args],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+@contextlib.contextmanager
+def mock_faults(mock: ServerThread, **rates: float) -> Iterator[None]:
+    """Set the mock model's fault rates (error_rate, timeout_rate, cut_rate) for a block."""
+    settings = mock.app.state.model.s
+    before = {name: getattr(settings, name) for name in rates}
+    for name, value in rates.items():
+        setattr(settings, name, value)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            setattr(settings, name, value)

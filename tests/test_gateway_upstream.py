@@ -8,9 +8,17 @@ import httpx
 import openai
 import pytest
 
-from helpers import free_port, start_gateway
+from helpers import free_port, mock_faults, start_gateway
 
 MSGS = [{"role": "user", "content": "hi"}]
+
+
+def post(gw, key: str) -> httpx.Response:
+    return httpx.post(
+        gw.url + "/v1/chat/completions",
+        json={"model": "m", "messages": MSGS},
+        headers={"Authorization": f"Bearer {key}"},
+    )
 
 
 def test_upstream_down_gives_502_and_is_recorded(tmp_path: Path) -> None:
@@ -33,16 +41,8 @@ def test_upstream_timeout_gives_504(tmp_path: Path, mock_upstream) -> None:
     gw = start_gateway(tmp_path, mock_upstream.url, upstream_read_timeout_s=0.3)
     try:
         key = gw.account("acct-slow")
-        mock = mock_upstream.app.state.model
-        mock.s.timeout_rate = 1.0
-        try:
-            r = httpx.post(
-                gw.url + "/v1/chat/completions",
-                json={"model": "m", "messages": MSGS},
-                headers={"Authorization": f"Bearer {key}"},
-            )
-        finally:
-            mock.s.timeout_rate = 0.0
+        with mock_faults(mock_upstream, timeout_rate=1.0):
+            r = post(gw, key)
         assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_timeout"
         (event,) = gw.flush()
         assert event.response.status == 504
@@ -55,17 +55,8 @@ def test_upstream_error_status_is_passed_on_and_recorded(tmp_path: Path, mock_up
     try:
         key = gw.account("acct-500")
         # the gateway forwards no client headers, so ask the mock for errors through its rate
-        mock = mock_upstream.app.state.model
-        old = mock.s.error_rate
-        mock.s.error_rate = 1.0
-        try:
-            r = httpx.post(
-                gw.url + "/v1/chat/completions",
-                json={"model": "m", "messages": MSGS},
-                headers={"Authorization": f"Bearer {key}"},
-            )
-        finally:
-            mock.s.error_rate = old
+        with mock_faults(mock_upstream, error_rate=1.0):
+            r = post(gw, key)
         assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
         (event,) = gw.flush()
         assert event.response.status == 500 and event.error.type == "upstream_error"
@@ -75,20 +66,18 @@ def test_upstream_error_status_is_passed_on_and_recorded(tmp_path: Path, mock_up
 
 def test_cut_stream_ends_cleanly_and_is_recorded(tmp_path: Path, mock_upstream) -> None:
     gw = start_gateway(tmp_path, mock_upstream.url)
-    mock = mock_upstream.app.state.model
     try:
         key = gw.account("acct-cut")
-        mock.s.cut_rate = 1.0
-        try:
-            with httpx.stream(
+        with (
+            mock_faults(mock_upstream, cut_rate=1.0),
+            httpx.stream(
                 "POST",
                 gw.url + "/v1/chat/completions",
                 json={"model": "m", "messages": MSGS, "stream": True},
                 headers={"Authorization": f"Bearer {key}"},
-            ) as r:
-                body = b"".join(r.iter_bytes())
-        finally:
-            mock.s.cut_rate = 0.0
+            ) as r,
+        ):
+            body = b"".join(r.iter_bytes())
         assert r.status_code == 200
         assert b"upstream_stream_cut" in body
         (event,) = gw.flush()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from stillwatch.events import Account
 from stillwatch.store.accounts import AccountStore, hash_key
 from stillwatch.store.db import database_url, make_engine
 
-from helpers import start_gateway
+from helpers import export_events, start_gateway
 
 
 def test_keys_never_readable_from_store_logs_or_telemetry(
@@ -44,20 +42,7 @@ def test_keys_never_readable_from_store_logs_or_telemetry(
         ).json()
         events = gw.flush()
         exported = tmp_path / "events.jsonl"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "stillwatch",
-                "export",
-                "--out",
-                str(exported),
-                "--data-dir",
-                str(tmp_path),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        export_events(exported, "--data-dir", str(tmp_path))
     finally:
         gw.stop()
     secrets = [key, created["key"]]

@@ -7,7 +7,6 @@ import asyncio
 import shutil
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from stillwatch.store.accounts import AccountStore
 from stillwatch.store.db import make_engine
 from stillwatch.store.telemetry import count_events, iter_stored_events
 
-from helpers import ServerThread, free_port, spawn, start_gateway, until, wait_http
+from helpers import ServerThread, export_events, free_port, spawn, start_gateway, until, wait_http
 
 MSGS = [{"role": "user", "content": "hello there"}]
 
@@ -170,20 +169,7 @@ def test_replicas_write_telemetry_to_one_database(
         replicas = {r[0] for r in conn.exec_driver_sql("SELECT DISTINCT replica FROM sw_events")}
     assert replicas == {"replica-a", "replica-b"}
     exported = tmp_path / "all.jsonl.gz"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stillwatch",
-            "export",
-            "--out",
-            str(exported),
-            "--database",
-            pg_url,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    export_events(exported, "--database", pg_url)
     from stillwatch.events import RequestEvent, read_records
 
     assert sum(1 for _ in read_records(exported, RequestEvent)) == 300

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from stillwatch.cli.common import open_store, wait_ready
 from stillwatch.events import Account
 
 
@@ -29,22 +30,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
 async def _burst(gateway: str, keys: dict[str, str]) -> Counter[str]:
@@ -133,7 +118,7 @@ def demo(
         ),
     ]
     try:
-        _wait_ready(f"http://127.0.0.1:{upstream_port}/healthz", procs[0])
+        wait_ready(f"http://127.0.0.1:{upstream_port}/healthz", procs[0])
         procs.append(
             subprocess.Popen(
                 [
@@ -152,9 +137,7 @@ def demo(
             )
         )
         gateway = f"http://127.0.0.1:{port}"
-        _wait_ready(f"{gateway}/healthz", procs[1])
-        from stillwatch.cli.common import open_store
-
+        wait_ready(f"{gateway}/healthz", procs[1])
         store = open_store(None, str(data_dir))
         store.upsert_accounts(
             [

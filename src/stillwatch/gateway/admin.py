@@ -20,7 +20,7 @@ from starlette.routing import Route
 from stillwatch.events import Account
 from stillwatch.gateway.auth import KeyRing
 from stillwatch.gateway.errors import error_body
-from stillwatch.store.accounts import AccountStore, KeyInfo
+from stillwatch.store.accounts import AccountStore, KeyInfo, NewKey
 
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 
@@ -35,6 +35,17 @@ def _error(status: int, message: str, code: str) -> Response:
         status,
         media_type="application/json",
     )
+
+
+def _new_key(new: NewKey) -> Response:
+    """The one answer that ever carries a key's secret."""
+    body = {
+        "key_id": new.key_id,
+        "key": new.secret,
+        "prefix": new.prefix,
+        "account_id": new.account_id,
+    }
+    return _json(body, 201)
 
 
 def _public(info: KeyInfo) -> dict[str, Any]:
@@ -122,15 +133,7 @@ def build_admin_app(store: AccountStore, keyring: KeyRing, admin_token: str | No
             store.create_key, data["account_id"], data.get("name"), "admin"
         )
         await refresh()
-        return _json(
-            {
-                "key_id": new.key_id,
-                "key": new.secret,
-                "prefix": new.prefix,
-                "account_id": new.account_id,
-            },
-            201,
-        )
+        return _new_key(new)
 
     async def revoke_key(request: Request) -> Response:
         ok = await run_in_threadpool(store.revoke_key, request.path_params["key_id"], actor="admin")
@@ -144,15 +147,7 @@ def build_admin_app(store: AccountStore, keyring: KeyRing, admin_token: str | No
             lambda: store.rotate_key(request.path_params["key_id"], grace_s=grace, actor="admin")
         )
         await refresh()
-        return _json(
-            {
-                "key_id": new.key_id,
-                "key": new.secret,
-                "prefix": new.prefix,
-                "account_id": new.account_id,
-            },
-            201,
-        )
+        return _new_key(new)
 
     async def audit(request: Request) -> Response:
         rows = await run_in_threadpool(store.audit_entries, 200)
