@@ -1,0 +1,103 @@
+"""Offline detection: a log replayed through a detector in time order, as the gateway would.
+
+For each event: `decide` on what came before, then `record` the event. The first decision that
+is not `allow` flags the account; verdicts say when, after how many of the account's requests,
+and why. Nothing later can change an earlier decision, so the output is causal by construction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from stillwatch.detect.base import Decision, Detector, RequestContext
+from stillwatch.events import (
+    ACTIONS,
+    RequestEvent,
+    Verdict,
+    parse_ts,
+    read_events_in_order,
+    write_records,
+)
+
+_STRENGTH = {
+    a: i for i, a in enumerate(("allow", "review", "throttle", "degrade", "challenge", "block"))
+}
+
+
+def context_of(event: RequestEvent) -> RequestContext:
+    return RequestContext(
+        id=event.id,
+        ts=parse_ts(event.ts),
+        account_id=event.account_id or "",
+        ip=event.ip,
+        endpoint=event.endpoint or "/v1/chat/completions",
+        body=event.request,
+        api_key_id=event.api_key_id,
+        end_user=event.end_user,
+        user_agent=event.user_agent,
+        model=event.model,
+    )
+
+
+@dataclass
+class _AccountState:
+    requests: int = 0
+    risk: float = 0.0
+    action: str = "allow"
+    reasons: tuple[str, ...] = ()
+    first_flagged_at: str | None = None
+    requests_before_flag: int | None = None
+    seen_reasons: list[str] = field(default_factory=list)
+
+
+def run_detection(events: Iterable[RequestEvent], detector: Detector) -> list[Verdict]:
+    accounts: dict[str, _AccountState] = {}
+    for event in events:
+        account = event.account_id
+        if account is None or event.action == "rejected":
+            continue  # refused before it was an exchange of the account's
+        state = accounts.setdefault(account, _AccountState())
+        decision = detector.decide(context_of(event))
+        assert not hasattr(decision, "__await__"), "offline detection needs a synchronous decide"
+        _update(state, decision, event)
+        state.requests += 1
+        detector.record(event)
+    return [
+        Verdict(
+            account_id=account,
+            risk=round(min(1.0, max(0.0, s.risk)), 6),
+            flagged=s.first_flagged_at is not None,
+            action=s.action,
+            campaign_id=None,
+            reasons=list(s.seen_reasons[:5]),
+            first_flagged_at=s.first_flagged_at,
+            requests_before_flag=s.requests_before_flag,
+        )
+        for account, s in sorted(accounts.items())
+    ]
+
+
+def _update(state: _AccountState, decision: Decision, event: RequestEvent) -> None:
+    state.risk = max(state.risk, decision.risk)
+    if decision.action == "allow":
+        return
+    if decision.action not in ACTIONS:
+        raise ValueError(f"detector returned an unknown action {decision.action!r}")
+    if state.first_flagged_at is None:
+        state.first_flagged_at = event.ts
+        state.requests_before_flag = state.requests
+    if _STRENGTH.get(decision.action, 0) > _STRENGTH.get(state.action, 0):
+        state.action = decision.action
+    for reason in decision.reasons:
+        if reason not in state.seen_reasons:
+            state.seen_reasons.append(reason)
+
+
+def detect_file(
+    events_path: str | os.PathLike[str], out: str | os.PathLike[str], detector: Detector
+) -> list[Verdict]:
+    verdicts = run_detection(read_events_in_order(events_path), detector)
+    write_records(out, Verdict, verdicts)
+    return verdicts
