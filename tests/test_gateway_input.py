@@ -212,3 +212,24 @@ def test_unknown_route_and_method(gw) -> None:
     assert r.status_code == 405 and "error" in r.json()
     r = httpx.post(gw.url + "/v2/nothing", json={})
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
+
+
+def test_failed_authentication_is_limited_by_address(tmp_path: Path, mock_upstream) -> None:
+    gw = start_gateway(
+        tmp_path, mock_upstream.url, tiers={"default": {"ip": {"requests": "3/min"}}}
+    )
+    try:
+        statuses = [
+            httpx.post(
+                gw.url + "/v1/chat/completions",
+                headers={"Authorization": "Bearer sw-bad"},
+                json={"model": "m", "messages": OK_MSGS},
+            ).status_code
+            for _ in range(5)
+        ]
+        assert statuses == [401, 401, 401, 429, 429]
+        events = gw.flush()
+        assert [e.action for e in events].count("rate_limited") == 2
+        assert all(e.account_id is None for e in events)
+    finally:
+        gw.stop()

@@ -279,6 +279,14 @@ class Gateway:
             key = self.keyring.authenticate(headers.get(b"authorization"), ex.ts)
             if key is None:
                 ex.body = _parse_quietly(raw)
+                anonymous = self.plan.anonymous_checks(ex.ip)
+                if anonymous:
+                    outcome = await self._acquire(anonymous, ex.ts, event_time)
+                    if not outcome.allowed:
+                        ex.action = "rate_limited"
+                        return await self._refuse_limited(
+                            send, ex, anonymous, outcome, "rate_limited"
+                        )
                 raise ApiError(
                     401,
                     "Incorrect API key provided.",

@@ -41,6 +41,17 @@ class LimitPlan:
                 out.append(_check(dim, ident, "tokens", limits.tokens, tokens))
         return out
 
+    def anonymous_checks(self, ip: str) -> list[Check]:
+        """The default tier's IP and subnet request buckets, for requests that failed to
+        authenticate: a flood of bad keys is limited like any other traffic from its address."""
+        tier = self.policy.tier(None)
+        out = []
+        for dim, ident in (("ip", ip), ("subnet", subnet_of(ip))):
+            rate = getattr(tier, dim).requests
+            if rate is not None:
+                out.append(_check(dim, ident, "requests", rate, 1))
+        return out
+
     def throttle_checks(self, key: KeyInfo, tokens: int) -> list[Check]:
         """Tighter buckets for an account detection throttles: a share of its own limits."""
         limits = self.policy.tier(key.tier).account

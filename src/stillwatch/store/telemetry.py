@@ -88,6 +88,11 @@ class TelemetryWriter:
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is queued; what cannot reach the database in `timeout` goes to the spool."""
         self._stop_deadline = time.monotonic() + timeout
+        if not self._thread.is_alive():  # never started: spool what was handed over
+            batch, _ = self._drain(_STOP)
+            if batch:
+                self._spool(batch)
+            return
         self._queue.put(_STOP)
         self._thread.join(timeout + 5)
 
