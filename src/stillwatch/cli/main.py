@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from stillwatch.cli import accounts, analysis, demo, keys, telemetry
+from stillwatch.cli import accounts, analysis, demo, keys, simulate, telemetry
 from stillwatch.cli.common import DatabaseOpt, DataDirOpt, fail
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.command("export")(telemetry.export)
 app.command("validate")(telemetry.validate)
 app.command("retention")(telemetry.retention)
 app.command("demo")(demo.demo)
+app.command("simulate")(simulate.simulate)
 app.command("detect")(analysis.detect)
 app.command("evaluate")(analysis.evaluate_cmd)
 

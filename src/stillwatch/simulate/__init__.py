@@ -1,0 +1,1 @@
+"""Red team: simulated benign users and distillation campaigns over real prompt corpora."""
