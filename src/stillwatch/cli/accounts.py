@@ -36,12 +36,12 @@ def import_accounts(
     typer.echo(f"imported {len(records)} accounts")
     if keys_out:
         keys_out.parent.mkdir(parents=True, exist_ok=True)
+        made = store.create_keys([rec.account_id for rec in records], "import", actor="cli")
         with open(keys_out, "wb") as fh:
-            for rec in records:
-                new = store.create_key(rec.account_id, "import", actor="cli")
+            for new in made:
                 fh.write(
                     msgspec.json.encode(
-                        {"account_id": rec.account_id, "key_id": new.key_id, "key": new.secret}
+                        {"account_id": new.account_id, "key_id": new.key_id, "key": new.secret}
                     )
                     + b"\n"
                 )

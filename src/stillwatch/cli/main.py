@@ -22,6 +22,7 @@ app.command("validate")(telemetry.validate)
 app.command("retention")(telemetry.retention)
 app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
+app.command("replay")(simulate.replay_cmd)
 app.command("detect")(analysis.detect)
 app.command("evaluate")(analysis.evaluate_cmd)
 

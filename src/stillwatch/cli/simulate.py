@@ -61,3 +61,39 @@ def simulate(
         f"({summary['attackers']:,} attackers) in {took:.0f}s → {out} "
         f"(corpora: {texts.source})"
     )
+
+
+def replay_cmd(
+    directory: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="A simulated or exported log: events, accounts."
+    ),
+    gateway: str = typer.Option(..., help="The gateway's base URL."),
+    admin_token: str = typer.Option(
+        ...,
+        envvar="STILLWATCH_ADMIN_TOKEN",
+        help="The gateway's admin token (to import the accounts).",
+    ),
+    out: Path = typer.Option(Path("replay_results.jsonl"), help="What happened to each request."),
+    speed: float = typer.Option(0.0, help="0: as fast as order allows; k: k times real time."),
+    concurrency: int = typer.Option(32, min=1),
+    limit: int | None = typer.Option(None, help="Send only the first N events."),
+) -> None:
+    """Replay a log through a gateway (run it with replay mode on and this host trusted)."""
+    from stillwatch.simulate.replay import replay_sync
+
+    try:
+        counts = replay_sync(
+            directory,
+            gateway,
+            admin_token,
+            out,
+            speed=speed,
+            concurrency=concurrency,
+            limit=limit,
+            progress=lambda n: typer.echo(f"  {n:,} sent", err=True),
+        )
+    except (FileNotFoundError, RuntimeError, OSError) as exc:
+        raise fail(str(exc)) from None
+    total = sum(counts.values())
+    summary = ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items()))
+    typer.echo(f"replayed {total:,} events ({summary}); results in {out}")

@@ -115,9 +115,10 @@ def build_admin_app(store: AccountStore, keyring: KeyRing, admin_token: str | No
         await run_in_threadpool(store.upsert_accounts, records, "admin")
         keys = []
         if request.query_params.get("keys") in ("1", "true"):
-            for rec in records:
-                new = await run_in_threadpool(store.create_key, rec.account_id, "import", "admin")
-                keys.append({"account_id": rec.account_id, "key_id": new.key_id, "key": new.secret})
+            made = await run_in_threadpool(
+                store.create_keys, [r.account_id for r in records], "import", "admin"
+            )
+            keys = [{"account_id": k.account_id, "key_id": k.key_id, "key": k.secret} for k in made]
         await refresh()
         return _json({"imported": len(records), "keys": keys})
 

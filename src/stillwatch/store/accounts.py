@@ -122,6 +122,38 @@ class AccountStore:
             self._audit(conn, actor, "keys.create", new.key_id, {"account_id": account_id})
         return new
 
+    def create_keys(
+        self, account_ids: list[str], name: str | None = None, actor: str = "system"
+    ) -> list[NewKey]:
+        """One new key for each account, in one transaction (imports of many accounts)."""
+        now = time.time()
+        made, rows = [], []
+        for account_id in account_ids:
+            secret = generate_key()
+            new = NewKey("key_" + secrets.token_hex(8), secret, secret[:DISPLAY_CHARS], account_id)
+            made.append(new)
+            rows.append(
+                {
+                    "key_id": new.key_id,
+                    "account_id": account_id,
+                    "key_hash": hash_key(secret),
+                    "prefix": new.prefix,
+                    "name": name,
+                    "created_at": now,
+                    "revoked_at": None,
+                    "updated_at": now,
+                }
+            )
+        with self.engine.begin() as conn:
+            known = {r[0] for r in conn.execute(select(accounts.c.account_id))}
+            missing = sorted(set(account_ids) - known)
+            if missing:
+                raise KeyError(f"no account {missing[0]!r}")
+            for i in range(0, len(rows), 1000):
+                conn.execute(api_keys.insert(), rows[i : i + 1000])
+            self._audit(conn, actor, "keys.create", None, {"count": len(rows)})
+        return made
+
     def revoke_key(self, key_id: str, *, at: float | None = None, actor: str = "system") -> bool:
         """Revoke now, or at `at` (a grace period after rotation)."""
         now = time.time()
