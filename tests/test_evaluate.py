@@ -146,3 +146,14 @@ def test_cli_writes_json_and_html(tmp_path: Path) -> None:
     assert "attacker recall 66.67%" in r.output and "extraction yield 41.67%" in r.output
     assert (tmp_path / "rep" / "report.html").exists()
     assert '"attacker_recall": 0.6666' in (tmp_path / "rep" / "report.json").read_text()
+
+
+def test_roc_is_thinned_for_reports_but_its_area_is_exact() -> None:
+    from stillwatch.evaluate.metrics import roc_curve
+
+    scores = [(i / 5000, i % 3 == 0) for i in range(5000)]
+    full = roc_curve(scores, max_points=10_000)
+    thin = roc_curve(scores, max_points=100)
+    assert len(thin["points"]) == 100 and len(full["points"]) == 5001
+    assert thin["auc"] == full["auc"]
+    assert thin["points"][0] == (0.0, 0.0) and thin["points"][-1] == (1.0, 1.0)

@@ -23,7 +23,7 @@ SCENARIO = """
 seed: 11
 days: 3
 new_model_day: 1.5
-benign: {chat_user: 400, power_user: 20, student: 40, new_signup: 20, benchmark_evaluator: 4,
+benign: {chat_user: 400, power_user: 60, student: 40, new_signup: 20, benchmark_evaluator: 4,
          app_backend: 3, enterprise_batch: 2}
 attacks:
   - {strategy: naive_bulk, accounts: 1, per_hour: 40}

@@ -64,7 +64,7 @@ def _quantiles(values: list[float]) -> dict[str, float | int | None]:
     return {"n": len(s), "median": q(0.5), "p90": q(0.9), "max": s[-1]}
 
 
-def roc_curve(scores: list[tuple[float, bool]]) -> dict[str, Any]:
+def roc_curve(scores: list[tuple[float, bool]], max_points: int = 1000) -> dict[str, Any]:
     """Points (fpr, tpr) from the highest threshold down, and the trapezoid area under them."""
     pos = sum(1 for _, y in scores if y)
     neg = len(scores) - pos
@@ -84,6 +84,9 @@ def roc_curve(scores: list[tuple[float, bool]]) -> dict[str, Any]:
             i += 1
         points.append((fp / neg, tp / pos))
     auc = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in pairwise(points))
+    if len(points) > max_points:  # the area is exact; the stored curve is thinned for reports
+        step = (len(points) - 1) / (max_points - 1)
+        points = [points[round(i * step)] for i in range(max_points)]
     return {"points": points, "auc": auc}
 
 

@@ -183,11 +183,12 @@ def mimicry(ctx: SimContext) -> Iterator[Draft]:
     rng = ctx.rng
     items = _cycle(ctx, _slice(ctx, _pool(ctx)))
     evening = rng.random() < 0.4
+    free_at = ctx.start
     for t in sessions(ctx, rng.uniform(1, 6), evening):
         turns = [rng.choice(WRAPPERS).format(p=next(items))]
         for _ in range(rng.randint(0, 4)):
             turns.append(rng.choice(FOLLOW_UPS) if rng.random() < 0.3 else next(items))
-        yield from conversation(ctx, t, turns, rng.choice(ctx.identity.ips))
+        free_at = yield from conversation(ctx, max(t, free_at), turns, rng.choice(ctx.identity.ips))
 
 
 def templated(ctx: SimContext) -> Iterator[Draft]:

@@ -5,7 +5,7 @@ only what it defines (its IPs, sign-up burst, shared payment method or e-mail pa
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,12 +171,18 @@ def chat_body(ctx: SimContext, turns: list[str], ts: float, **params: Any) -> di
 
 def conversation(
     ctx: SimContext, t: float, turns: list[str], ip: str, end_user: str | None = None, **params: Any
-) -> Iterator[Draft]:
-    """A multi-turn conversation at human pace, each request carrying the history so far."""
+) -> Generator[Draft, None, float]:
+    """A multi-turn conversation at human pace, each request carrying the history so far.
+
+    Returns when it ended, so that whoever chains conversations starts the next one after it.
+    """
     cid = ctx.conversation_id()
+    last = t
     for i in range(len(turns)):
         if t >= ctx.end:
-            return
+            break
         body = chat_body(ctx, turns[: i + 1], t, **params)
         yield Draft(t, body, cid, ip, end_user, body["model"])
+        last = t
         t += ctx.gap()
+    return last

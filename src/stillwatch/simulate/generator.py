@@ -155,9 +155,14 @@ def _stream(scenario: Scenario, corpora: Corpora, member: Member, index: int) ->
         new_model_at=scenario.start_ts + scenario.new_model_day * DAY,
         extra=member.extra,
     )
+    last = scenario.start_ts
     for draft in member.stream(ctx):
-        if scenario.start_ts <= draft.ts < scenario.end_ts:
-            yield draft
+        # the merge needs each account in time order; personas keep to it, this makes sure
+        draft.ts = max(draft.ts, last)
+        if draft.ts >= scenario.end_ts:
+            continue
+        last = draft.ts
+        yield draft
 
 
 def generate(

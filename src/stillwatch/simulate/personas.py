@@ -44,16 +44,22 @@ def sessions(ctx: SimContext, per_week: float, evening: bool) -> Iterator[float]
 def chat_user(ctx: SimContext) -> Iterator[Draft]:
     evening = ctx.rng.random() < 0.4
     per_week = ctx.rng.uniform(1, 6)
+    free_at = ctx.start
     for t in sessions(ctx, per_week, evening):
-        yield from conversation(ctx, t, _chat_turns(ctx, 6), ctx.rng.choice(ctx.identity.ips))
+        turns = _chat_turns(ctx, 6)
+        free_at = yield from conversation(
+            ctx, max(t, free_at), turns, ctx.rng.choice(ctx.identity.ips)
+        )
 
 
 def power_user(ctx: SimContext) -> Iterator[Draft]:
+    free_at = ctx.start
     for t in sessions(ctx, 7, evening=False):
+        t = max(t, free_at)
         for _ in range(ctx.rng.randint(3, 10)):
             turns = _chat_turns(ctx, 12)
-            yield from conversation(ctx, t, turns, ctx.rng.choice(ctx.identity.ips))
-            t += len(turns) * 90 + ctx.rng.expovariate(1 / 1800)
+            free_at = yield from conversation(ctx, t, turns, ctx.rng.choice(ctx.identity.ips))
+            t = free_at + 60 + ctx.rng.expovariate(1 / 1800)
 
 
 def new_signup(ctx: SimContext) -> Iterator[Draft]:
@@ -62,17 +68,18 @@ def new_signup(ctx: SimContext) -> Iterator[Draft]:
     t = rng.uniform(ctx.start, ctx.end - HOUR)
     ctx.identity.created_at = t - rng.uniform(60, 3600)
     for _ in range(rng.randint(1, 3)):
-        yield from conversation(ctx, t, _chat_turns(ctx, 2), ctx.identity.ips[0])
-        t += rng.uniform(300, 3 * HOUR)
+        ended = yield from conversation(ctx, t, _chat_turns(ctx, 2), ctx.identity.ips[0])
+        t = ended + rng.uniform(300, 3 * HOUR)
 
 
 def student(ctx: SimContext) -> Iterator[Draft]:
     """Homework from the same math and code sets attackers use, with confused follow-ups."""
     rng = ctx.rng
+    free_at = ctx.start
     for t in sessions(ctx, rng.uniform(1, 4), evening=True):
         pool = ctx.corpora.math if rng.random() < 0.7 else ctx.corpora.code
         turns = [rng.choice(pool), *rng.sample(FOLLOW_UPS, rng.randint(1, 3))]
-        yield from conversation(ctx, t, turns, ctx.identity.ips[0])
+        free_at = yield from conversation(ctx, max(t, free_at), turns, ctx.identity.ips[0])
 
 
 def benchmark_evaluator(ctx: SimContext) -> Iterator[Draft]:
