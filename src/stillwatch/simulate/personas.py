@@ -136,26 +136,25 @@ def interleave(hours: Iterator[tuple[float, list[Iterator[Draft]]]]) -> Iterator
     """Merge conversations that start hour by hour, holding only the ones under way."""
     heap: list[tuple[float, int, Draft, Iterator[Draft]]] = []
     seq = 0
+
+    def push(conv: Iterator[Draft]) -> None:
+        nonlocal seq
+        draft = next(conv, None)
+        if draft is not None:
+            seq += 1
+            heapq.heappush(heap, (draft.ts, seq, draft, conv))
+
     for hour_end, starting in hours:
         for conv in starting:
-            first = next(conv, None)
-            if first is not None:
-                seq += 1
-                heapq.heappush(heap, (first.ts, seq, first, conv))
+            push(conv)
         while heap and heap[0][0] < hour_end:
             _, _, draft, conv = heapq.heappop(heap)
             yield draft
-            nxt = next(conv, None)
-            if nxt is not None:
-                seq += 1
-                heapq.heappush(heap, (nxt.ts, seq, nxt, conv))
+            push(conv)
     while heap:
         _, _, draft, conv = heapq.heappop(heap)
         yield draft
-        nxt = next(conv, None)
-        if nxt is not None:
-            seq += 1
-            heapq.heappush(heap, (nxt.ts, seq, nxt, conv))
+        push(conv)
 
 
 def app_backend(ctx: SimContext) -> Iterator[Draft]:

@@ -100,27 +100,7 @@ class AccountStore:
 
     # --- keys -----------------------------------------------------------------------------
     def create_key(self, account_id: str, name: str | None = None, actor: str = "system") -> NewKey:
-        if self.get_account(account_id) is None:
-            raise KeyError(f"no account {account_id!r}")
-        secret = generate_key()
-        now = time.time()
-        new = NewKey("key_" + secrets.token_hex(8), secret, secret[:DISPLAY_CHARS], account_id)
-        with self.engine.begin() as conn:
-            conn.execute(
-                api_keys.insert(),
-                {
-                    "key_id": new.key_id,
-                    "account_id": account_id,
-                    "key_hash": hash_key(secret),
-                    "prefix": new.prefix,
-                    "name": name,
-                    "created_at": now,
-                    "revoked_at": None,
-                    "updated_at": now,
-                },
-            )
-            self._audit(conn, actor, "keys.create", new.key_id, {"account_id": account_id})
-        return new
+        return self.create_keys([account_id], name, actor)[0]
 
     def create_keys(
         self, account_ids: list[str], name: str | None = None, actor: str = "system"
@@ -151,7 +131,14 @@ class AccountStore:
                 raise KeyError(f"no account {missing[0]!r}")
             for i in range(0, len(rows), 1000):
                 conn.execute(api_keys.insert(), rows[i : i + 1000])
-            self._audit(conn, actor, "keys.create", None, {"count": len(rows)})
+            target = made[0].key_id if len(made) == 1 else None
+            self._audit(
+                conn,
+                actor,
+                "keys.create",
+                target,
+                {"count": len(rows), "accounts": account_ids[:20]},
+            )
         return made
 
     def revoke_key(self, key_id: str, *, at: float | None = None, actor: str = "system") -> bool:
