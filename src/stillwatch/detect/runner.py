@@ -26,6 +26,9 @@ _STRENGTH = {
 }
 
 
+MAX_REASONS = 5
+
+
 def context_of(event: RequestEvent) -> RequestContext:
     return RequestContext(
         id=event.id,
@@ -71,7 +74,7 @@ def run_detection(events: Iterable[RequestEvent], detector: Detector) -> list[Ve
             flagged=s.first_flagged_at is not None,
             action=s.action,
             campaign_id=None,
-            reasons=list(s.seen_reasons[:5]),
+            reasons=list(s.seen_reasons),
             first_flagged_at=s.first_flagged_at,
             requests_before_flag=s.requests_before_flag,
         )
@@ -90,8 +93,8 @@ def _update(state: _AccountState, decision: Decision, event: RequestEvent) -> No
         state.requests_before_flag = state.requests
     if _STRENGTH.get(decision.action, 0) > _STRENGTH.get(state.action, 0):
         state.action = decision.action
-    for reason in decision.reasons:
-        if reason not in state.seen_reasons:
+    for reason in decision.reasons:  # the first few distinct reasons: bounded per account
+        if len(state.seen_reasons) < MAX_REASONS and reason not in state.seen_reasons:
             state.seen_reasons.append(reason)
 
 
