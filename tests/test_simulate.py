@@ -224,3 +224,10 @@ def test_bad_scenarios_are_refused(tmp_path: Path) -> None:
     bad.write_text("benign: {wizard: 3}\n")
     r = CliRunner().invoke(app, ["simulate", str(bad), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "unknown personas" in r.output
+
+
+def test_attack_prompts_are_mostly_unique(log: dict) -> None:
+    personas = by_persona(log)
+    for strategy in ("naive_bulk", "hydra", "low_and_slow", "coercion", "templated"):
+        texts = [e.request["messages"][-1]["content"] for e in personas[strategy]]
+        assert len(set(texts)) / len(texts) > 0.8, strategy

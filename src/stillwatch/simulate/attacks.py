@@ -3,6 +3,7 @@ not define (ids, user agents, e-mail domains, countries) is drawn as for everyon
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -80,6 +81,8 @@ TASKS = {  # a generator with slots: prompts no public corpus contains
         "balances a red-black tree after insertion",
         "diffs two JSON documents",
     ],
+    "verb": ["parse", "merge", "compute", "validate", "find", "build", "encode", "sort", "split"],
+    "noun": ["records", "spans", "window", "graph", "cache", "tokens", "tree", "rows", "events"],
     "twist": [
         "with full error handling",
         "in O(n log n)",
@@ -89,6 +92,32 @@ TASKS = {  # a generator with slots: prompts no public corpus contains
         "streaming the input",
     ],
 }
+
+
+INSTRUCTIONS = (
+    "{p}",
+    "Solve the following.\n\n{p}",
+    "Q: {p}\nA:",
+    "Answer carefully:\n{p}",
+    "{p}\n\nGive a complete, detailed answer.",
+    "Task:\n{p}\n\nResponse:",
+    "Please help with this problem.\n\n{p}",
+    "### Instruction\n{p}\n\n### Response",
+    "{p}\nExplain your answer.",
+    "Here is a question from my dataset:\n{p}",
+    "Consider the following problem. {p}",
+    "{p}\n\nBe thorough.",
+)
+_NUMBER = re.compile(r"(?<![\w.])\d{1,4}(?![\w.])")
+
+
+def _variant(ctx: SimContext, text: str) -> str:
+    """A fresh prompt from a corpus item: another instruction wrapper and, often, the item's
+    numbers filled in anew (slot filling), so that a campaign's prompts are mostly unique."""
+    rng = ctx.rng
+    if rng.random() < 0.7:
+        text = _NUMBER.sub(lambda m: str(max(1, int(int(m.group()) * rng.uniform(0.5, 2)))), text)
+    return rng.choice(INSTRUCTIONS).format(p=text)
 
 
 def _pool(ctx: SimContext) -> list[str]:
@@ -130,17 +159,21 @@ def _cycle(ctx: SimContext, items: list[str]) -> Iterator[str]:
 
 
 def naive_bulk(ctx: SimContext) -> Iterator[Draft]:
-    prompts = (_single(p, temperature=0, max_tokens=4096) for p in _cycle(ctx, _pool(ctx)))
+    prompts = (
+        _single(_variant(ctx, p), temperature=0, max_tokens=4096) for p in _cycle(ctx, _pool(ctx))
+    )
     yield from _paced(ctx, prompts, ctx.extra.get("per_hour", 600))
 
 
 def hydra(ctx: SimContext) -> Iterator[Draft]:
-    prompts = (_single(p, max_tokens=2048) for p in _cycle(ctx, _slice(ctx, _pool(ctx))))
+    prompts = (
+        _single(_variant(ctx, p), max_tokens=2048) for p in _cycle(ctx, _slice(ctx, _pool(ctx)))
+    )
     yield from _paced(ctx, prompts, ctx.extra.get("per_hour", 30))
 
 
 def low_and_slow(ctx: SimContext) -> Iterator[Draft]:
-    prompts = (_single(p) for p in _cycle(ctx, _slice(ctx, _pool(ctx))))
+    prompts = (_single(_variant(ctx, p)) for p in _cycle(ctx, _slice(ctx, _pool(ctx))))
     yield from _paced(ctx, prompts, ctx.extra.get("per_hour", 4))
 
 
@@ -149,7 +182,8 @@ def coercion(ctx: SimContext) -> Iterator[Draft]:
     phrasings = [p for ps in COERCION.values() for p in ps]
 
     def prompts() -> Iterator[dict[str, Any]]:
-        for problem in _cycle(ctx, _slice(ctx, ctx.corpora.math + ctx.corpora.code)):
+        for item in _cycle(ctx, _slice(ctx, ctx.corpora.math + ctx.corpora.code)):
+            problem = _variant(ctx, item)
             demand = rng.choice(phrasings)
             text = f"{demand}\n\n{problem}" if rng.random() < 0.5 else f"{problem}\n\n{demand}"
             yield _single(text, max_tokens=8192)
@@ -161,7 +195,8 @@ def capability_sweep(ctx: SimContext) -> Iterator[Draft]:
     rng = ctx.rng
 
     def prompts() -> Iterator[dict[str, Any]]:
-        for problem in _cycle(ctx, _slice(ctx, ctx.corpora.code + ctx.corpora.math)):
+        for item in _cycle(ctx, _slice(ctx, ctx.corpora.code + ctx.corpora.math)):
+            problem = _variant(ctx, item)
             kind = rng.random()
             if kind < 0.4:
                 yield _single(problem, max_tokens=4096, temperature=0)
@@ -196,10 +231,11 @@ def templated(ctx: SimContext) -> Iterator[Draft]:
 
     def prompts() -> Iterator[dict[str, Any]]:
         while True:
+            name = f"{rng.choice(TASKS['verb'])}_{rng.choice(TASKS['noun'])}"
             yield _single(
-                f"Write a {rng.choice(TASKS['lang'])} function that "
-                f"{rng.choice(TASKS['task'])}, {rng.choice(TASKS['twist'])}. "
-                f"Reason step by step before the code.",
+                f"Write a {rng.choice(TASKS['lang'])} function `{name}` that "
+                f"{rng.choice(TASKS['task'])} for inputs of up to {rng.randint(10, 10**6):,} "
+                f"items, {rng.choice(TASKS['twist'])}. Reason step by step before the code.",
                 max_tokens=4096,
             )
 
