@@ -231,3 +231,34 @@ def test_attack_prompts_are_mostly_unique(log: dict) -> None:
     for strategy in ("naive_bulk", "hydra", "low_and_slow", "coercion", "templated"):
         texts = [e.request["messages"][-1]["content"] for e in personas[strategy]]
         assert len(set(texts)) / len(texts) > 0.8, strategy
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora"
+
+
+@pytest.mark.skipif(
+    not (SHARED / "benign" / "chitchat").exists(),
+    reason="the shared corpora are not beside this checkout",
+)
+def test_gaps_match_the_full_chat_log_with_the_shared_corpora(tmp_path: Path) -> None:
+    from stillwatch.simulate.corpora import chat_gaps
+
+    (tmp_path / "s.yaml").write_text("seed: 4\ndays: 4\nbenign: {chat_user: 600}\n")
+    r = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            str(tmp_path / "s.yaml"),
+            "--out",
+            str(tmp_path / "o"),
+            "--corpora",
+            str(SHARED),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    events = list(read_records(tmp_path / "o" / "events.jsonl.gz", RequestEvent))
+    simulated = _gaps(events)
+    reference = chat_gaps(SHARED / "benign" / "chitchat" / "dataset.2018-04.json.gz")
+    assert len(simulated) > 300 and len(reference) > 10_000
+    _, p = ks_2samp([round(g) for g in simulated], reference)
+    assert p > 0.01, p
