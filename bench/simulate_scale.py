@@ -69,12 +69,13 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="sw-simscale-") as tmpdir:
         tmp = Path(tmpdir)
-        # the small run goes first: children's peak memory only ever grows
-        base = run(args.scale / 16, tmp)
-        full = run(args.scale, tmp)
+        # the short run goes first: children's peak memory only ever grows
+        base = run(args.scale, 7 / 16, tmp)
+        full = run(args.scale, 7, tmp)
     for r in (base, full):
         print(
-            f"scale {r['scale']:<7g} {r['events']:>12,} events  {r['seconds']:>7.1f} s  "
+            f"scale {r['scale']:<5g} {r['days']:>6.3g} days {r['events']:>12,} events  "
+            f"{r['seconds']:>7.1f} s  "
             f"{r['events_per_s']:>8,} events/s  {r['bytes'] / 1e9:6.2f} GB  "
             f"peak {r['peak_mib']:7.1f} MiB"
         )
