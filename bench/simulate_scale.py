@@ -55,6 +55,7 @@ def run(scale: float, days: float, tmp: Path) -> dict:
         p.unlink()
     return {
         "scale": scale,
+        "days": days,
         "events": events,
         "seconds": round(seconds, 1),
         "events_per_s": round(events / seconds),
