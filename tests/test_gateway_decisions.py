@@ -219,3 +219,25 @@ def test_detector_sees_context(tmp_path: Path, mock_upstream) -> None:
         assert ctx.body["messages"] == MSGS
     finally:
         gw.stop()
+
+
+def test_allow_listed_address_skips_the_detector(tmp_path: Path, mock_upstream, detector) -> None:
+    gw = start_gateway(
+        tmp_path,
+        mock_upstream.url,
+        detector=detector,
+        trusted_proxies=["127.0.0.1/32"],
+        allow_list={"ips": ["198.51.100.0/24"]},
+    )
+    try:
+        key = gw.account("blocked")
+        for ip, status in (("198.51.100.7", 200), ("203.0.113.7", 403)):
+            r = httpx.post(
+                gw.url + "/v1/chat/completions",
+                headers={"Authorization": f"Bearer {key}", "X-Forwarded-For": ip},
+                json={"model": "mock-small", "messages": MSGS},
+            )
+            assert r.status_code == status, ip
+        assert [c.ip for c in detector.seen] == ["203.0.113.7"]
+    finally:
+        gw.stop()

@@ -46,13 +46,6 @@ def _open_text(path: str | os.PathLike[str], mode: str) -> IO[bytes]:
     return open(path, mode + "b")
 
 
-def decode_line(
-    line: bytes, record_type: type[R], decoder: msgspec.json.Decoder | None = None
-) -> R:
-    dec = decoder or msgspec.json.Decoder(record_type)
-    return dec.decode(line)
-
-
 def read_records(
     path: str | os.PathLike[str],
     record_type: type[R],

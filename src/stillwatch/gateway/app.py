@@ -27,7 +27,7 @@ from stillwatch.detect import AllowAllDetector, Decision, Detector, RequestConte
 from stillwatch.detect.base import ALLOW
 from stillwatch.events import ErrorInfo, RequestEvent, Response, Usage, format_ts, parse_ts
 from stillwatch.gateway.auth import KeyRing
-from stillwatch.gateway.clientip import ClientIpResolver
+from stillwatch.gateway.clientip import ClientIpResolver, NetworkSet
 from stillwatch.gateway.errors import ApiError
 from stillwatch.gateway.limiting import LimitPlan, rate_headers, retry_after
 from stillwatch.gateway.metrics import GatewayMetrics
@@ -141,6 +141,7 @@ class Gateway:
         self._seq = 0
         self._allow_accounts = frozenset(policy.allow_list.accounts)
         self._allow_orgs = frozenset(policy.allow_list.orgs)
+        self._allow_ips = NetworkSet(policy.allow_list.ips)
         self._budget = policy.decision_budget_ms / 1000.0
         self.in_flight = 0  # exchanges between arrival and their event's hand-off
 
@@ -410,7 +411,7 @@ class Gateway:
             key.org_id and key.org_id in self._allow_orgs
         ):
             return Decision(rule="allow_list")
-        if self.policy.allow_list.ips and self.ips_allowed(ex.ip):
+        if ex.ip in self._allow_ips:
             return Decision(rule="allow_list")
         ctx = RequestContext(
             id=ex.id,
@@ -443,12 +444,6 @@ class Gateway:
             return ALLOW
         self.metrics.decided(result.action, self.policy.mode)
         return result
-
-    def ips_allowed(self, ip: str) -> bool:
-        import ipaddress
-
-        addr = ipaddress.ip_address(ip)
-        return any(addr in net for net in self.policy.allow_list.ips)
 
     async def _forward(
         self,
@@ -594,7 +589,7 @@ class Gateway:
         self, send: Send, ex: Exchange, checks: list[Check], outcome: Outcome, rule_prefix: str
     ) -> None:
         refused = outcome.refused_by(checks)
-        wait = retry_after(checks, outcome)
+        wait = retry_after(outcome)
         ex.rule = f"{rule_prefix}:{refused.dimension}:{refused.kind}" if refused else rule_prefix
         headers = rate_headers(checks, outcome)
         if outcome.degraded:

@@ -8,24 +8,37 @@ from functools import lru_cache
 from stillwatch.policy import Network
 
 
-class ClientIpResolver:
-    def __init__(self, trusted: list[Network]) -> None:
-        self._trusted = list(trusted)
+class NetworkSet:
+    """Membership of an address in a list of networks, remembered per address."""
+
+    def __init__(self, networks: list[Network]) -> None:
+        self._networks = list(networks)
         self._cache: dict[str, bool] = {}
 
-    def is_trusted(self, addr: str | None) -> bool:
-        if addr is None or not self._trusted:
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def __contains__(self, addr: str | None) -> bool:
+        if addr is None or not self._networks:
             return False
         hit = self._cache.get(addr)
         if hit is None:
             try:
                 ip = ipaddress.ip_address(addr)
-                hit = any(ip in net for net in self._trusted)
+                hit = any(ip in net for net in self._networks)
             except ValueError:
                 hit = False
             if len(self._cache) < 100_000:
                 self._cache[addr] = hit
         return hit
+
+
+class ClientIpResolver:
+    def __init__(self, trusted: list[Network]) -> None:
+        self._trusted = NetworkSet(trusted)
+
+    def is_trusted(self, addr: str | None) -> bool:
+        return addr in self._trusted
 
     def resolve(self, peer: str | None, forwarded_for: bytes | None) -> str:
         """The rightmost address in X-Forwarded-For that is not a trusted proxy, if the peer

@@ -112,6 +112,6 @@ def rate_headers(checks: list[Check], outcome: Outcome) -> list[tuple[bytes, byt
     return headers
 
 
-def retry_after(checks: list[Check], outcome: Outcome) -> float:
+def retry_after(outcome: Outcome) -> float:
     """Seconds until every refused bucket has room (inf if the request can never fit)."""
     return max((s.retry_after for s in outcome.states if s.retry_after > 0), default=0.0)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from stillwatch.simulate.base import DAY, HOUR, Draft, SimContext, conversation, subnet_ips
+from stillwatch.simulate.base import HOUR, Draft, SimContext, conversation, subnet_ips
 from stillwatch.simulate.personas import FOLLOW_UPS, sessions
 
 Strategy = Callable[[SimContext], Iterator[Draft]]
@@ -245,10 +245,7 @@ def templated(ctx: SimContext) -> Iterator[Draft]:
 def model_switch(ctx: SimContext) -> Iterator[Draft]:
     """Harvests the current model, then moves to the new one within a day of its release."""
     release = ctx.new_model_at or (ctx.start + (ctx.end - ctx.start) / 2)
-    moves_at = release + ctx.rng.uniform(0.5, 20) * HOUR
-    new = ctx.new_model or ctx.models[-1]
-    base = ctx.models[0]
-    ctx.model = lambda ts: new if ts >= moves_at else base  # type: ignore[method-assign]
+    ctx.switch_at = release + ctx.rng.uniform(0.5, 20) * HOUR
     yield from hydra(ctx)
 
 
@@ -268,6 +265,3 @@ def hydra_infrastructure(ctx_rng: Any, members: int) -> dict[str, Any]:
     """A proxy network: many /24s, rotated across accounts."""
     subnets = max(4, members // 3)
     return {"proxy_ips": [ip for _ in range(subnets) for ip in subnet_ips(ctx_rng, 6)]}
-
-
-__all__ = ["DAY", "STRATEGIES", "hydra_infrastructure"]

@@ -103,6 +103,7 @@ class SimContext:
     models: list[str]
     new_model: str | None = None
     new_model_at: float | None = None
+    switch_at: float | None = None  # when this account moves to the new model, if it does
     extra: dict[str, Any] = field(default_factory=dict)
 
     def gap(self) -> float:
@@ -118,6 +119,8 @@ class SimContext:
         return f"conv_{self.rng.getrandbits(64):016x}"
 
     def model(self, ts: float) -> str:
+        if self.switch_at is not None and ts >= self.switch_at and self.new_model:
+            return self.new_model
         return self.models[0]
 
 

@@ -6,6 +6,7 @@ the streams, so memory grows with the number of accounts, never with the number 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import random
@@ -54,16 +55,8 @@ def _rng(seed: int, *parts: object) -> random.Random:
 
 def _reseller(ctx: SimContext) -> Iterator[Draft]:
     """Real customers' traffic with a campaign's harvesting mixed in under end-user ids."""
-    attack = SimContext(
-        random.Random(ctx.rng.getrandbits(64)),
-        ctx.corpora,
-        ctx.start,
-        ctx.end,
-        ctx.identity,
-        ctx.models,
-        ctx.new_model,
-        ctx.new_model_at,
-        {**ctx.extra, "per_hour": 40},
+    attack = dataclasses.replace(
+        ctx, rng=random.Random(ctx.rng.getrandbits(64)), extra={**ctx.extra, "per_hour": 40}
     )
     mixed = (
         Draft(
@@ -79,7 +72,7 @@ def _reseller(ctx: SimContext) -> Iterator[Draft]:
     yield from heapq.merge(app_backend(ctx), mixed, key=lambda d: d.ts)
 
 
-def _campaign(scenario: Scenario, spec: AttackSpec, index: int, rng: random.Random) -> list[Member]:
+def _campaign(scenario: Scenario, spec: AttackSpec, rng: random.Random) -> list[Member]:
     cid = f"camp_{rng.getrandbits(40):010x}"
     infra = hydra_infrastructure(rng, spec.accounts) if spec.proxies else {}
     payments = [f"pf_{rng.getrandbits(64):016x}" for _ in range(3)]
@@ -137,8 +130,8 @@ def plan(scenario: Scenario) -> list[Member]:
                 )
             )
     for spec in scenario.attacks:
-        for i in range(spec.campaigns):
-            members += _campaign(scenario, spec, i, rng)
+        for _ in range(spec.campaigns):
+            members += _campaign(scenario, spec, rng)
     rng.shuffle(members)  # attackers are not grouped at the end of the account list
     return members
 

@@ -80,7 +80,7 @@ audit_log = Table(
 def database_url(value: str | None, data_dir: str | Path) -> str:
     """A SQLAlchemy URL from a CLI value: a full URL, `postgresql://…`, or empty for SQLite."""
     if value:
-        if value.startswith("postgresql://") or value.startswith("postgres://"):
+        if value.startswith(("postgresql://", "postgres://")):
             return "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
     path = Path(data_dir) / "stillwatch.db"
