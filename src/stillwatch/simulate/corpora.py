@@ -70,9 +70,11 @@ def chat_gaps(chitchat: Path, limit: int = 50_000) -> list[float]:
     return gaps
 
 
-def load_directory(root: Path) -> Corpora:
+def load_directory(root: Path, attack_only: bool = False) -> Corpora:
+    """`attack_only`: just the instruction, math and code sets (what the detector's corpus index
+    needs), without the benign conversations and timings."""
     c = Corpora(source=str(root))
-    a, b = root / "attack", root / "benign"
+    a, b = root / "attack", root / ("benign" if not attack_only else "-")
     if (p := a / "gsm8k" / "train.jsonl.gz").exists():
         c.math = [r["question"] for r in _jsonl(p)]
     if (p := a / "humaneval" / "HumanEval.jsonl.gz").exists():
@@ -139,9 +141,12 @@ def load_fixtures() -> Corpora:
     return c
 
 
-def load_corpora(path: str | os.PathLike[str] | None = None) -> Corpora:
+def load_corpora(
+    path: str | os.PathLike[str] | None = None, attack_only: bool = False
+) -> Corpora:
     """`path`, else $STILLWATCH_CORPORA, else the shipped fixtures."""
     chosen = path or os.environ.get("STILLWATCH_CORPORA")
-    corpora = load_directory(Path(chosen)) if chosen else load_fixtures()
-    corpora.check()
+    corpora = load_directory(Path(chosen), attack_only) if chosen else load_fixtures()
+    if not attack_only:
+        corpora.check()
     return corpora
