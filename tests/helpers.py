@@ -164,3 +164,19 @@ def mock_faults(mock: ServerThread, **rates: float) -> Iterator[None]:
     finally:
         for name, value in before.items():
             setattr(settings, name, value)
+
+
+def replay_log(log: Path, gw: GatewayHandle, results: Path, concurrency: int) -> None:
+    """`stillwatch replay` of a simulated log through a running test gateway."""
+    from typer.testing import CliRunner
+
+    from stillwatch.cli.main import app
+
+    r = CliRunner().invoke(
+        app,
+        [
+            "replay", str(log), "--gateway", gw.url, "--admin-token", "admin-secret-token",
+            "--out", str(results), "--concurrency", str(concurrency),
+        ],
+    )
+    assert r.exit_code == 0, r.output

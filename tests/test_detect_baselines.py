@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 from typer.testing import CliRunner
 
-from stillwatch.cli.analysis import check_causal
+from stillwatch.cli.analysis import DetectorSpec, check_causal
 from stillwatch.cli.main import app
 from stillwatch.detect.baselines import NullDetector, VolumeDetector
 from stillwatch.detect.runner import detect_file, run_detection
@@ -58,7 +58,7 @@ def test_volume_flags_the_heavy_account_early_and_causally(tmp_path: Path) -> No
     assert heavy.requests_before_flag is not None and heavy.requests_before_flag < 10
     # the top 1% of 151 accounts, with ties at the light accounts' peak, is a handful
     assert sum(v.flagged for v in verdicts.values()) <= 8
-    assert check_causal(log, list(verdicts.values()), "volume") == []
+    assert check_causal(log, list(verdicts.values()), DetectorSpec("volume")) == []
 
 
 def test_detect_is_byte_identical_across_runs(tmp_path: Path) -> None:
@@ -85,4 +85,4 @@ def test_causality_check_catches_hindsight(tmp_path: Path) -> None:
         msgspec.structs.replace(v, first_flagged_at=format_ts(T0)) if v.account_id == "heavy" else v
         for v in verdicts
     ]
-    assert check_causal(log, cheat, "volume")
+    assert check_causal(log, cheat, DetectorSpec("volume"))

@@ -88,11 +88,17 @@ VERDICTS = [
 
 def test_figures_are_exact() -> None:
     ev = evaluate(VERDICTS, LABELS, _events())
-    assert ev.accounts == {"attacker": 3, "benign": 3, "with_verdict": 6}
+    assert ev.accounts == {
+        "attacker": 3,
+        "benign": 2,  # b3 sent no request: silent, left out
+        "with_verdict": 6,
+        "silent_attacker": 0,
+        "silent_benign": 1,
+    }
     assert ev.attacker_recall == pytest.approx(2 / 3)
-    assert ev.benign_fpr == pytest.approx(1 / 3)
+    assert ev.benign_fpr == pytest.approx(1 / 2)
     assert ev.by_persona["hydra"] == {"label": "attacker", "accounts": 2, "flagged": 1, "rate": 0.5}
-    assert ev.by_persona["chat_user"]["rate"] == 0.5
+    assert ev.by_persona["chat_user"]["rate"] == 1.0
     assert ev.by_persona["app_backend"]["flagged"] == 0
     assert ev.campaigns["recall"] == 1.0
     assert ev.campaigns["member_recall"] == {"c1": 0.5, "c2": 1.0}
@@ -106,7 +112,7 @@ def test_figures_are_exact() -> None:
         "recorded_by_gateway": {"throttle": 1},
         "blocked_accounts": 0,
     }
-    assert ev.roc["auc"] == pytest.approx(7 / 9)
+    assert ev.roc["auc"] == pytest.approx(4 / 6)
     assert ev.roc["points"][0] == (0.0, 0.0) and ev.roc["points"][-1] == (1.0, 1.0)
     assert ev.unlabelled_verdicts == 1
 
@@ -115,11 +121,12 @@ def test_without_events_the_log_figures_are_absent() -> None:
     ev = evaluate(VERDICTS, LABELS)
     assert ev.extraction_yield is None and ev.notes
     assert ev.attacker_recall == pytest.approx(2 / 3)
+    assert ev.benign_fpr == pytest.approx(1 / 3)  # without events, every labelled account
 
 
 def test_report_is_self_contained() -> None:
     page = render_html(evaluate(VERDICTS, LABELS, _events()))
-    assert page.startswith("<!doctype html>") and "<svg" in page and "AUC 0.7778" in page
+    assert page.startswith("<!doctype html>") and "<svg" in page and "AUC 0.6667" in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "hydra" in page and "41.67%" in page  # extraction yield 5/12
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from stillwatch.cli.main import app
 from stillwatch.events import RequestEvent, read_records
 
-from helpers import start_gateway
+from helpers import replay_log, start_gateway
 
 SCENARIO = """
 seed: 5
@@ -35,22 +35,7 @@ def test_replay_through_gateway(tmp_path: Path, mock_upstream) -> None:
         tiers={"default": {"account": {"requests": "20/hour"}}},
     )
     try:
-        r = runner.invoke(
-            app,
-            [
-                "replay",
-                str(tmp_path / "log"),
-                "--gateway",
-                gw.url,
-                "--admin-token",
-                "admin-secret-token",
-                "--out",
-                str(tmp_path / "results.jsonl"),
-                "--concurrency",
-                "8",
-            ],
-        )
-        assert r.exit_code == 0, r.output
+        replay_log(tmp_path / "log", gw, tmp_path / "results.jsonl", 8)
         stored = {e.request_id if hasattr(e, "request_id") else e.id: e for e in gw.flush()}
     finally:
         gw.stop()

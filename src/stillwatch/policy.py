@@ -135,6 +135,10 @@ class Policy(BaseModel):
     allow_list: AllowList = AllowList()
     privacy: Literal["full", "redacted", "fingerprint"] = "full"
     retention_days: float | None = Field(default=90, gt=0)
+    detector: Literal["distillation", "volume", "null"] = "distillation"
+    detection_state: Literal["memory", "redis"] = "memory"  # redis: shared by replicas
+    detection_model: str | None = None  # a model.json from `stillwatch calibrate`
+    corpora: str | None = None  # corpora for the membership index (default: shipped samples)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

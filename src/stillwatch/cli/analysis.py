@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -21,31 +24,144 @@ from stillwatch.events import (
     write_records,
 )
 
-DETECTOR_HELP = "null (flags nothing) or volume (rolling 24 h volume above the top 1%)"
+DETECTOR_HELP = (
+    "distillation (the detector the gateway runs), volume (rolling 24 h volume above the top 1%)"
+    " or null (flags nothing)"
+)
 
 
-def _detector(name: str):
-    from stillwatch.detect.baselines import DETECTORS
+@dataclass
+class DetectorSpec:
+    """Everything that picks a detector, so a rerun (the causality check) builds the same."""
 
-    if name not in DETECTORS:
-        raise fail(f"unknown detector {name!r}; available: {', '.join(DETECTORS)}")
-    return DETECTORS[name]()
+    name: str = "distillation"
+    model: Path | None = None
+    accounts: Path | None = None
+    corpora: Path | None = None
+    extra_corpora: list[Path] = field(default_factory=list)
+    use_corpus: bool = True
+
+    def build(self, index: Any = None):
+        from stillwatch.detect.factory import build_detector, load_accounts
+
+        try:
+            return build_detector(
+                self.name,
+                model=self.model,
+                accounts=load_accounts(self.accounts),
+                corpora=self.corpora,
+                extra_corpora=self.extra_corpora,
+                use_corpus=self.use_corpus,
+                index=index,
+            )
+        except (ValueError, OSError, RecordError) as exc:
+            raise fail(str(exc)) from None
 
 
 def detect(
     events: Path = typer.Argument(..., exists=True, dir_okay=False, help="events.jsonl[.gz]"),
     out: Path = typer.Option(..., "--out", help="verdicts.jsonl"),
-    detector: str = typer.Option("volume", help=DETECTOR_HELP),
+    campaigns: Path | None = typer.Option(None, "--campaigns", help="campaigns.jsonl"),
+    detector: str = typer.Option("distillation", help=DETECTOR_HELP),
+    accounts: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="accounts.jsonl[.gz]: sign-up data, payment"
+    ),
+    model: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Risk model from `stillwatch calibrate`."
+    ),
+    corpora: Path | None = typer.Option(
+        None, envvar="STILLWATCH_CORPORA", help="Corpora directory for the membership index."
+    ),
+    corpus: list[Path] = typer.Option(
+        [], exists=True, dir_okay=False, help="More JSONL prompts for the index (repeatable)."
+    ),
+    corpus_signal: bool = typer.Option(True, help="Use the corpus-membership signal."),
 ) -> None:
-    """Replay a traffic log through a detector in time order and write one verdict per account."""
+    """Replay a traffic log through a detector in time order and write one verdict per account
+    (and the campaigns found), causally: each decision uses only what came before it."""
     from stillwatch.detect.runner import detect_file
 
+    spec = DetectorSpec(detector, model, accounts, corpora, list(corpus), corpus_signal)
     try:
-        verdicts = detect_file(events, out, _detector(detector))
+        verdicts = detect_file(events, out, spec.build(), campaigns_out=campaigns)
     except RecordError as exc:
         raise fail(str(exc)) from None
     flagged = sum(v.flagged for v in verdicts)
-    typer.echo(f"{len(verdicts)} accounts, {flagged} flagged; verdicts in {out}")
+    in_campaigns = len({v.campaign_id for v in verdicts if v.campaign_id})
+    typer.echo(
+        f"{len(verdicts)} accounts, {flagged} flagged, {in_campaigns} campaigns; verdicts in {out}"
+    )
+
+
+def calibrate_cmd(
+    benign: Path = typer.Option(..., exists=True, dir_okay=False, help="Benign events."),
+    out: Path = typer.Option(..., "--out", help="model.json to write"),
+    target_fpr: float = typer.Option(0.001, help="Share of benign accounts allowed a flag."),
+    model: Path | None = typer.Option(None, exists=True, dir_okay=False, help="Start model."),
+    accounts: Path | None = typer.Option(None, exists=True, dir_okay=False),
+    corpora: Path | None = typer.Option(None, envvar="STILLWATCH_CORPORA"),
+    corpus_signal: bool = typer.Option(True, help="Calibrate the model without corpus signal."),
+) -> None:
+    """Fit the operating thresholds on your own benign traffic; `detect --model` and the
+    gateway's `detection_model` load the result."""
+    from stillwatch.detect.calibrate import calibrate
+    from stillwatch.detect.factory import load_accounts
+
+    try:
+        fitted, report = calibrate(
+            benign,
+            target_fpr=target_fpr,
+            model=model,
+            accounts=load_accounts(accounts),
+            corpora=corpora,
+            use_corpus=corpus_signal,
+        )
+    except (ValueError, RecordError) as exc:
+        raise fail(str(exc)) from None
+    fitted.save(out)
+    typer.echo(
+        f"{report['accounts']} benign accounts: review at risk >= {report['threshold']:.6f} "
+        f"({report['expected_flagged']} would be flagged), block at >= "
+        f"{report['block_threshold']:.7f}; written to {out}"
+    )
+
+
+def signals_cmd(
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help='JSONL of request events or {"prompt": ...}'
+    ),
+    corpora: Path | None = typer.Option(None, envvar="STILLWATCH_CORPORA"),
+    corpus_signal: bool = typer.Option(True, help="Look prompts up in the corpus index."),
+) -> None:
+    """Print the request signals of each line as JSONL: coercion score and flag, capability,
+    template fingerprint, corpus match, parameter flags."""
+    import orjson
+
+    from stillwatch.detect.factory import build_corpus_index
+    from stillwatch.detect.signals import SignalExtractor
+
+    index = build_corpus_index(corpora) if corpus_signal else None
+    extract = SignalExtractor(corpus=index, use_corpus=corpus_signal)
+    opener = gzip.open if file.suffix == ".gz" else open
+    with opener(file, "rt", encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise fail(f"{file}:{number}: not JSON ({exc})") from None
+            if not isinstance(item, dict):
+                raise fail(f"{file}:{number}: expected an object")
+            if isinstance(item.get("request"), dict):
+                body = item["request"]
+            elif isinstance(item.get("prompt"), str):
+                body = {"messages": [{"role": "user", "content": item["prompt"]}]}
+            else:
+                raise fail(f'{file}:{number}: needs "request" (an event) or "prompt"')
+            out = {"line": number, **({"id": item["id"]} if "id" in item else {})}
+            out.update(extract(body).to_dict())
+            typer.echo(orjson.dumps(out).decode())
 
 
 def _cut(events: Path, at: float, tmp: Path) -> Path:
@@ -56,7 +172,9 @@ def _cut(events: Path, at: float, tmp: Path) -> Path:
     return out
 
 
-def check_causal(events: Path, verdicts: list[Verdict], detector: str, cuts: int = 4) -> list[str]:
+def check_causal(
+    events: Path, verdicts: list[Verdict], spec: DetectorSpec, cuts: int = 4
+) -> list[str]:
     """Rerun detection on the log cut at several times: the accounts flagged must be exactly
     those whose `first_flagged_at` is at or before the cut."""
     from stillwatch.detect.runner import run_detection
@@ -72,7 +190,7 @@ def check_causal(events: Path, verdicts: list[Verdict], detector: str, cuts: int
             cut = _cut(events, at, Path(tmp))
             again = {
                 v.account_id
-                for v in run_detection(read_events_in_order(cut), _detector(detector))
+                for v in run_detection(read_events_in_order(cut), spec.build())
                 if v.flagged
             }
             expected = {
@@ -102,7 +220,17 @@ def evaluate_cmd(
         dir_okay=False,
         help="Rerun detection on this log cut at several times and check causality.",
     ),
-    detector: str = typer.Option("volume", help="Detector for --check-causal: " + DETECTOR_HELP),
+    detector: str = typer.Option(
+        "distillation", help="Detector for --check-causal: " + DETECTOR_HELP
+    ),
+    accounts: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="For --check-causal: as given to detect."
+    ),
+    model: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="For --check-causal: as given to detect."
+    ),
+    corpora: Path | None = typer.Option(None, envvar="STILLWATCH_CORPORA"),
+    corpus_signal: bool = typer.Option(True, help="For --check-causal: as given to detect."),
 ) -> None:
     """Score verdicts against labels: recall, false positives, campaigns, extraction yield."""
     from stillwatch.evaluate import evaluate
@@ -117,7 +245,8 @@ def evaluate_cmd(
         raise fail(str(exc)) from None
     data = result.to_dict()
     if check_causal_events is not None:
-        problems = check_causal(check_causal_events, v, detector)
+        spec = DetectorSpec(detector, model, accounts, corpora, [], corpus_signal)
+        problems = check_causal(check_causal_events, v, spec)
         data["causality"] = {"ok": not problems, "problems": problems}
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(data, indent=2, default=str))

@@ -24,6 +24,8 @@ app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
 app.command("replay")(simulate.replay_cmd)
 app.command("detect")(analysis.detect)
+app.command("calibrate")(analysis.calibrate_cmd)
+app.command("signals")(analysis.signals_cmd)
 app.command("evaluate")(analysis.evaluate_cmd)
 
 

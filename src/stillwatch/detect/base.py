@@ -29,6 +29,7 @@ class RequestContext:
     end_user: str | None = None
     user_agent: str | None = None
     model: str | None = None
+    conversation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,9 @@ class Decision:
     reason_code: str | None = None
     reasons: tuple[str, ...] = field(default_factory=tuple)
     watermark_key_id: str | None = None
+    # "account": a verdict on the account; "request" or "end_user": a response to this request
+    # or to one end user of the account, which does not flag the account
+    scope: str = "account"
 
 
 ALLOW = Decision()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from stillwatch.detect.base import Decision, Detector, RequestContext
 from stillwatch.events import (
     ACTIONS,
+    Campaign,
     RequestEvent,
     Verdict,
     parse_ts,
@@ -41,6 +42,7 @@ def context_of(event: RequestEvent) -> RequestContext:
         end_user=event.end_user,
         user_agent=event.user_agent,
         model=event.model,
+        conversation_id=event.conversation_id,
     )
 
 
@@ -57,6 +59,7 @@ class _AccountState:
 
 def run_detection(events: Iterable[RequestEvent], detector: Detector) -> list[Verdict]:
     accounts: dict[str, _AccountState] = {}
+    campaign_of = getattr(detector, "campaign_of", None)
     for event in events:
         account = event.account_id
         if account is None or event.action == "rejected":
@@ -73,7 +76,7 @@ def run_detection(events: Iterable[RequestEvent], detector: Detector) -> list[Ve
             risk=round(min(1.0, max(0.0, s.risk)), 6),
             flagged=s.first_flagged_at is not None,
             action=s.action,
-            campaign_id=None,
+            campaign_id=campaign_of(account) if campaign_of else None,
             reasons=list(s.seen_reasons),
             first_flagged_at=s.first_flagged_at,
             requests_before_flag=s.requests_before_flag,
@@ -84,8 +87,8 @@ def run_detection(events: Iterable[RequestEvent], detector: Detector) -> list[Ve
 
 def _update(state: _AccountState, decision: Decision, event: RequestEvent) -> None:
     state.risk = max(state.risk, decision.risk)
-    if decision.action == "allow":
-        return
+    if decision.action == "allow" or decision.scope != "account":
+        return  # a response to one request or one end user is no verdict on the account
     if decision.action not in ACTIONS:
         raise ValueError(f"detector returned an unknown action {decision.action!r}")
     if state.first_flagged_at is None:
@@ -99,8 +102,14 @@ def _update(state: _AccountState, decision: Decision, event: RequestEvent) -> No
 
 
 def detect_file(
-    events_path: str | os.PathLike[str], out: str | os.PathLike[str], detector: Detector
+    events_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    detector: Detector,
+    campaigns_out: str | os.PathLike[str] | None = None,
 ) -> list[Verdict]:
     verdicts = run_detection(read_events_in_order(events_path), detector)
     write_records(out, Verdict, verdicts)
+    if campaigns_out is not None:
+        records = getattr(detector, "campaign_records", list)()
+        write_records(campaigns_out, Campaign, records)
     return verdicts

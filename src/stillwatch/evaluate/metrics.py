@@ -1,7 +1,9 @@
 """Evaluation of verdicts against labels. Definitions (docs/evaluation.md says the same):
 
 - attacker recall: flagged attacker accounts / attacker accounts; benign false-positive rate:
-  flagged benign accounts / benign accounts. Both also per persona or strategy.
+  flagged benign accounts / benign accounts. Both also per persona or strategy. With events,
+  both count the accounts that sent at least one request; labelled accounts that sent none
+  (they harvested nothing and have no verdict) are reported as silent, apart.
 - campaign recall: labelled campaigns with at least one member flagged / labelled campaigns.
 - campaign purity: over the predicted campaigns (verdicts' `campaign_id`), the share of their
   members that belong to the predicted campaign's majority labelled campaign (benign members
@@ -95,9 +97,27 @@ def evaluate(
     labels: Iterable[Label],
     events: Iterable[RequestEvent] | None = None,
 ) -> Evaluation:
-    label_of = {lab.account_id: lab for lab in labels}
     verdict_of = {v.account_id: v for v in verdicts}
     notes: list[str] = []
+    all_labels = list(labels)
+    events_list = list(events) if events is not None else None
+    silent: Counter[str] = Counter()
+    if events_list is not None:
+        # an account that never sent a request harvested nothing and cannot be judged: the
+        # figures count the accounts in the traffic, and the silent ones are reported apart
+        active = {e.account_id for e in events_list if e.account_id is not None}
+        for lab in all_labels:
+            if lab.account_id not in active:
+                silent[lab.label] += 1
+        if silent:
+            notes.append(
+                f"{sum(silent.values())} labelled accounts sent no request "
+                f"({silent['attacker']} attacker, {silent['benign']} benign); left out"
+            )
+        label_of = {lab.account_id: lab for lab in all_labels if lab.account_id in active}
+    else:
+        label_of = {lab.account_id: lab for lab in all_labels}
+    events = events_list
 
     attackers = [a for a, lab in label_of.items() if lab.label == "attacker"]
     benign = [a for a, lab in label_of.items() if lab.label == "benign"]
@@ -229,6 +249,8 @@ def evaluate(
             "attacker": len(attackers),
             "benign": len(benign),
             "with_verdict": len(verdict_of),
+            "silent_attacker": silent["attacker"],
+            "silent_benign": silent["benign"],
         },
         attacker_recall=_rate(sum(1 for a in attackers if a in flagged), len(attackers)),
         benign_fpr=_rate(sum(1 for a in benign if a in flagged), len(benign)),

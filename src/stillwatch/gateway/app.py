@@ -166,6 +166,12 @@ class Gateway:
             await self.upstream.close()
         await self.limiter.close()
         await asyncio.to_thread(self.telemetry.close)
+        close = getattr(self.detector, "close", None)
+        if close is not None:
+            try:
+                await asyncio.to_thread(close)
+            except Exception:
+                log.exception("closing the detector failed")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -426,6 +432,7 @@ class Gateway:
             end_user=ex.end_user,
             user_agent=ex.user_agent,
             model=body.get("model"),
+            conversation_id=ex.conversation_id,
         )
         t0 = time.perf_counter()
         try:

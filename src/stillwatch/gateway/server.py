@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from stillwatch.detect import Detector
+from stillwatch.events import Account
 from stillwatch.gateway.admin import build_admin_app
 from stillwatch.gateway.app import Gateway
 from stillwatch.gateway.auth import KeyRing
@@ -43,6 +45,22 @@ def make_limiter(policy: Policy) -> Limiter:
     return MemoryLimiter()
 
 
+class StoreAccounts:
+    """Account metadata for the detector, read from the store once per account and kept."""
+
+    def __init__(self, store: AccountStore, limit: int = 200_000) -> None:
+        self.store = store
+        self.limit = limit
+        self._cache: dict[str, Account | None] = {}
+
+    def get(self, account_id: str, default: Account | None = None) -> Account | None:
+        if account_id not in self._cache:
+            if len(self._cache) >= self.limit:
+                self._cache.clear()
+            self._cache[account_id] = self.store.get_account(account_id)
+        return self._cache[account_id] or default
+
+
 def build_gateway(
     settings: GatewaySettings, *, policy: Policy | None = None, detector: Detector | None = None
 ) -> Gateway:
@@ -57,6 +75,24 @@ def build_gateway(
         replica=settings.replica or "",
         retention_days=policy.retention_days,
     )
+    if detector is None:
+        from stillwatch.detect.factory import build_detector
+
+        share = None
+        if policy.detection_state == "redis":
+            from stillwatch.detect.shared import RedisShare
+
+            share = RedisShare(
+                policy.redis_url, settings.replica or f"{socket.gethostname()}-{os.getpid()}"
+            )
+        detector = build_detector(
+            policy.detector,
+            model=policy.detection_model,
+            accounts=StoreAccounts(store),
+            corpora=policy.corpora,
+            share=share,
+            background_clustering=True,
+        )
     admin_token = settings.admin_token or os.environ.get("STILLWATCH_ADMIN_TOKEN")
     admin = build_admin_app(store, keyring, admin_token)
     return Gateway(
