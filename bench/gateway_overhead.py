@@ -203,12 +203,13 @@ http {{
     return proc, url
 
 
-def start_stillwatch(tmp: Path, upstream: str) -> Started:
-    """Every layer on: all six limit dimensions on requests and tokens, the decision hook,
-    telemetry to the embedded database. Limits are high so that nothing is refused."""
+def start_stillwatch(tmp: Path, upstream: str, detector: str = "distillation") -> Started:
+    """Every layer on: all six limit dimensions on requests and tokens, the detector (the
+    distillation detector by default; `null` for the variant without it), telemetry to the
+    embedded database. Limits are high so that nothing is refused."""
     port = free_port()
-    policy = tmp / "policy.yaml"
-    policy.write_text("""
+    policy = tmp / f"policy-{detector}.yaml"
+    policy.write_text(f'detector: "{detector}"\n' + """
 tiers:
   default:
     key:      {requests: 100000000/min, tokens: 100000000000/min}
@@ -218,7 +219,7 @@ tiers:
     ip:       {requests: 100000000/min}
     subnet:   {requests: 100000000/min}
 """)
-    data = tmp / "stillwatch"
+    data = tmp / f"stillwatch-{detector}"
     shutil.rmtree(data, ignore_errors=True)
     env = {**os.environ, "STILLWATCH_DATA_DIR": str(data)}
     subprocess.run(
@@ -428,14 +429,16 @@ def main() -> None:
         "--only",
         nargs="*",
         default=None,
-        help="targets: floor stillwatch litellm unmimic (upstream always runs)",
+        help="targets: floor stillwatch stillwatch-nodetect litellm unmimic (upstream always "
+        "runs)",
     )
     args = ap.parse_args()
     need_tools()
-    targets = args.only or ["floor", "stillwatch", "litellm", "unmimic"]
+    targets = args.only or ["floor", "stillwatch", "stillwatch-nodetect", "litellm", "unmimic"]
     starters = {
         "floor": start_floor,
         "stillwatch": start_stillwatch,
+        "stillwatch-nodetect": lambda tmp, up: start_stillwatch(tmp, up, detector="null"),
         "litellm": start_litellm,
         "unmimic": start_unmimic,
     }
@@ -546,6 +549,15 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             f" {r.rps:.0f} | {cpu} | {r.errors} |"
         )
     ratios = {}
+    off = by.get("stillwatch-nodetect")
+    if sw is not None and off is not None:
+        cpu_on, cpu_off = sw.cpu_us_per_request, off.cpu_us_per_request
+        print(
+            f"\nthe distillation detector costs {sw.p50_ms - off.p50_ms:+.3f} ms at p50, "
+            f"{sw.p99_ms - off.p99_ms:+.3f} ms at p99"
+            + (f", {cpu_on - cpu_off:+.0f} µs CPU per request" if cpu_on and cpu_off else "")
+            + f"; {sw.rps:.0f} vs {off.rps:.0f} req/s"
+        )
     if sw is not None:
         for other in ("litellm", "unmimic"):
             o = by.get(other)
