@@ -100,7 +100,12 @@ class GatewayHandle:
 
 
 def start_gateway(
-    data_dir: Path, upstream: str, *, detector: Any = None, **policy_overrides: Any
+    data_dir: Path,
+    upstream: str,
+    *,
+    detector: Any = None,
+    upstream_token: str | None = None,
+    **policy_overrides: Any,
 ) -> GatewayHandle:
     policy = load_policy(None, **policy_overrides)
     settings = GatewaySettings(
@@ -108,6 +113,7 @@ def start_gateway(
         data_dir=str(data_dir),
         admin_token="admin-secret-token",
         key_poll_seconds=0.2,
+        upstream_token=upstream_token,
     )
     app = build_gateway(settings, policy=policy, detector=detector)
     app.telemetry.flush_interval = 0.02

@@ -112,6 +112,19 @@ class AllowList(BaseModel):
         return [ipaddress.ip_network(x, strict=False) for x in (v or [])]
 
 
+class WatermarkPolicy(BaseModel):
+    """Which key the upstream watermarks an answer with (docs/attribution.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    key_version: int = Field(default=1, ge=1)  # the master secret's current version
+    # never | flagged (from an account's first flag on) | always: when an account's own key
+    # is used instead of the deployment key
+    account_keys: Literal["never", "flagged", "always"] = "flagged"
+    account_key_tiers: list[str] = []  # tiers whose accounts always get their own key
+    remember_accounts: int = Field(default=1_000_000, gt=0)  # flagged accounts kept in memory
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -139,6 +152,7 @@ class Policy(BaseModel):
     detection_state: Literal["memory", "redis"] = "memory"  # redis: shared by replicas
     detection_model: str | None = None  # a model.json from `stillwatch calibrate`
     corpora: str | None = None  # corpora for the membership index (default: shipped samples)
+    watermark: WatermarkPolicy = WatermarkPolicy()
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

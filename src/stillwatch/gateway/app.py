@@ -40,6 +40,7 @@ from stillwatch.gateway.upstream_pool import (
     UpstreamTimeout,
 )
 from stillwatch.gateway.validate import validate_request
+from stillwatch.gateway.watermark import WatermarkHandoff
 from stillwatch.limits import Check, Limiter, LimiterUnavailable, Outcome
 from stillwatch.limits.base import BucketState
 from stillwatch.policy import Policy
@@ -142,6 +143,7 @@ class Gateway:
         self._allow_accounts = frozenset(policy.allow_list.accounts)
         self._allow_orgs = frozenset(policy.allow_list.orgs)
         self._allow_ips = NetworkSet(policy.allow_list.ips)
+        self.watermark = WatermarkHandoff(policy.watermark)
         self._budget = policy.decision_budget_ms / 1000.0
         self.in_flight = 0  # exchanges between arrival and their event's hand-off
 
@@ -332,7 +334,9 @@ class Gateway:
             ex.rule = decision.rule
         ex.risk = decision.risk
         ex.action = action
-        ex.watermark_key_id = decision.watermark_key_id
+        ex.watermark_key_id = decision.watermark_key_id or self.watermark.key_id(
+            key.account_id, key.tier, decision.action
+        )
         if action in ("block", "challenge"):
             await self._settle(checks, reserved, 0, ex.ts, event_time)
             return await self._refuse(
@@ -683,7 +687,9 @@ class Gateway:
             action=ex.action,
             rule=ex.rule,
             risk=ex.risk,
-            watermark_key_id=ex.watermark_key_id,
+            watermark_key_id=ex.watermark_key_id
+            if ex.status is not None and 200 <= ex.status < 300 and ex.watermark_key_id != "off"
+            else None,
             error=ErrorInfo(type=str(ex.error.get("type")), message=str(ex.error.get("message")))
             if ex.error
             else None,

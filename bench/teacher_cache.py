@@ -1,0 +1,125 @@
+"""SmolLM2's answers to real corpus prompts, generated once per setting and cached (resumable).
+
+Shared by the watermark-quality and radioactivity benchmarks. Settings: `greenlist` and
+`gumbel` (stillwatch's schemes under the demo deployment key), `hf-kgw` (transformers'
+`WatermarkingConfig`, the baseline), `none` (unwatermarked). The cache lives in
+bench/.cache/teacher/<setting>.jsonl, one answer per line: {"i", "prompt", "ids"}.
+
+    python bench/teacher_cache.py --setting greenlist --n 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+CACHE = Path(__file__).parent / ".cache" / "teacher"
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora"
+SETTINGS = ("greenlist", "gumbel", "hf-kgw", "none")
+MAX_NEW = 200
+TEMPERATURE = 1.0
+HF_CONFIG = {"greenlist_ratio": 0.25, "bias": 2.0, "seeding_scheme": "lefthash", "context_width": 1}
+
+
+def corpus_prompts(limit: int = 5000, seed: int = 7) -> list[str]:
+    """A fixed mix of real prompts: instructions, math, code and user chat."""
+    from stillwatch.simulate.corpora import load_corpora
+
+    c = load_corpora(CORPORA if CORPORA.exists() else None)
+    pools = [c.instructions[:2000], c.math, c.code, c.chat]
+    rng = random.Random(seed)
+    for pool in pools:
+        rng.shuffle(pool)
+    out: list[str] = []
+    seen: set[str] = set()
+    while len(out) < limit and any(pools):
+        for pool in pools:
+            while pool:
+                p = pool.pop().strip()
+                if 10 <= len(p) <= 1500 and p not in seen:
+                    seen.add(p)
+                    out.append(p)
+                    break
+    return out
+
+
+def read(setting: str) -> list[dict]:
+    path = CACHE / f"{setting}.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by an interrupted run
+            break
+    return rows
+
+
+def ensure(setting: str, n: int, batch: int = 16, offset: int = 0) -> list[dict]:
+    """The first n answers of `setting` (from prompt `offset`), generating what is missing."""
+    import torch
+    from transformers import WatermarkingConfig
+
+    from stillwatch.watermark import teacher
+    from stillwatch.watermark.keys import MasterKeys
+    from stillwatch.watermark.model import chat_ids, load_smollm2
+    from stillwatch.watermark.schemes import scheme_from
+
+    if setting not in SETTINGS:
+        raise SystemExit(f"unknown setting {setting!r}: {SETTINGS}")
+    rows = read(setting)
+    done = {r["i"] for r in rows}
+    todo = [i for i in range(offset, offset + n) if i not in done]
+    if not todo:
+        return [r for r in rows if offset <= r["i"] < offset + n]
+    prompts = corpus_prompts(offset + n + 1000)
+    lm = load_smollm2(threads=int(os.environ.get("STILLWATCH_THREADS", "2")))
+    key = MasterKeys.load().derive("v1")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    t0, made = time.time(), 0
+    with open(CACHE / f"{setting}.jsonl", "a") as fh:
+        for start in range(0, len(todo), batch):
+            idx = todo[start : start + batch]
+            ids = [chat_ids(lm.tokenizer, [{"role": "user", "content": prompts[i]}]) for i in idx]
+            ids = [p[-512:] for p in ids]
+            extra = None
+            scheme = None
+            if setting in ("greenlist", "gumbel"):
+                scheme = scheme_from(setting)
+            if setting == "hf-kgw":
+                extra = {"watermarking_config": WatermarkingConfig(**HF_CONFIG)}
+            torch.manual_seed(idx[0])
+            outs = teacher.generate(
+                lm, ids, scheme=scheme, keys=[key] * len(idx), max_new_tokens=MAX_NEW,
+                temperature=TEMPERATURE, extra=extra,
+            )
+            for i, o in zip(idx, outs, strict=True):
+                fh.write(json.dumps({"i": i, "prompt": prompts[i], "ids": o}) + "\n")
+                made += len(o)
+            fh.flush()
+            rate = made / (time.time() - t0)
+            print(f"[{setting}] {start + len(idx)}/{len(todo)} answers, {rate:.0f} tok/s",
+                  file=sys.stderr, flush=True)
+    rows = read(setting)
+    return sorted((r for r in rows if offset <= r["i"] < offset + n), key=lambda r: r["i"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--setting", choices=SETTINGS, action="append", required=True)
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--offset", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=16)
+    args = ap.parse_args()
+    for s in args.setting:
+        ensure(s, args.n, args.batch, args.offset)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""The suspect-model audit: was a model trained on our watermarked outputs?
+
+A student trained on watermarked text inherits its bias ("radioactivity"): it prefers, a little,
+the tokens our key made green after each context. The audit measures that preference in one of
+two ways and turns it into an exact p-value under the null of a model that never saw our text.
+
+- Reading mode (open weights): feed our watermarked texts to the suspect and take its top-1
+  prediction at each position; score the (context, prediction) pairs.
+- Generated mode (only outputs): score the (context, token) pairs of texts the suspect wrote.
+
+What keeps the test honest: each distinct (context, token) pair counts once across the whole
+audit, and pairs that occur in text the suspect was shown (our watermarked texts in reading
+mode, the prompts in generated mode) are dropped. A clean model that merely repeats or
+continues what it reads (itself green) would otherwise look radioactive. Under the null every
+remaining pair is green with probability gamma independently of the others, so the green count
+is exactly binomial (Gamma-distributed score sum for the Gumbel scheme).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stillwatch.watermark import hashing
+from stillwatch.watermark.detect import _as_tokens
+from stillwatch.watermark.schemes import Scheme
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    mode: str  # reading | generated
+    p_value: float
+    scored: int  # distinct (context, token) pairs scored
+    statistic: float
+    expected: float  # the statistic's mean under the null
+    candidates: int  # pairs before de-duplication and filtering
+    duplicates: int
+    filtered: int  # pairs dropped because the suspect was shown them
+    texts: int
+    evidence: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def text_pairs(texts: Iterable[object], width: int) -> np.ndarray:
+    """Every (context, token) pair hash of the texts (what a suspect could copy from them)."""
+    chunks = []
+    for t in texts:
+        toks = _as_tokens(t)
+        if toks.size > width:
+            ctx = hashing.context_hashes(toks, width)
+            chunks.append(hashing.pair_hashes(ctx, toks)[width:])
+    return np.unique(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.uint64)
+
+
+def _decide(
+    mode: str,
+    pairs: np.ndarray,
+    exclude: np.ndarray,
+    scheme: Scheme,
+    key: int,
+    texts: int,
+) -> AuditResult:
+    candidates = int(pairs.size)
+    unique = np.unique(pairs)
+    duplicates = candidates - int(unique.size)
+    keep = ~np.isin(unique, exclude, assume_unique=True) if exclude.size else np.ones(
+        unique.size, dtype=bool
+    )
+    scored = unique[keep]
+    s = scheme.token_scores(hashing.keyed(scored, np.uint64(key))) if scored.size else (
+        np.zeros(0)
+    )
+    n = float(scored.size)
+    stat = float(s.sum())
+    p = float(scheme.pvalues(np.array([n]), np.array([stat]))[0])
+    exp = float(scheme.expected(np.array([n]))[0])
+    what = "green pairs" if scheme.name == "greenlist" else "score"
+    evidence = [
+        f"{candidates} (context, token) pairs from {texts} texts; {duplicates} repeats and "
+        f"{candidates - duplicates - int(scored.size)} pairs the suspect was shown dropped",
+        f"{what}: {stat:.1f} observed against {exp:.1f} expected of a model that never saw "
+        f"our text ({int(scored.size)} pairs scored)",
+        f"exact p-value {p:.3g} ({'radioactive' if p < 1e-5 else 'no evidence at 1e-5'})",
+    ]
+    return AuditResult(
+        mode=mode,
+        p_value=p,
+        scored=int(scored.size),
+        statistic=stat,
+        expected=exp,
+        candidates=candidates,
+        duplicates=duplicates,
+        filtered=candidates - duplicates - int(scored.size),
+        texts=texts,
+        evidence=evidence,
+    )
+
+
+def audit_generated(
+    suspect_texts: Sequence[object],
+    scheme: Scheme,
+    key: int,
+    *,
+    shown: Sequence[object] = (),
+) -> AuditResult:
+    """`suspect_texts`: token ids of what the suspect wrote; `shown`: the prompts it was given
+    (their pairs are dropped)."""
+    w = scheme.width
+    chunks = []
+    for t in suspect_texts:
+        toks = _as_tokens(t)
+        if toks.size > w:
+            chunks.append(hashing.pair_hashes(hashing.context_hashes(toks, w), toks)[w:])
+    pairs = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint64)
+    return _decide("generated", pairs, text_pairs(shown, w), scheme, key, len(suspect_texts))
+
+
+Predictor = Callable[[list[np.ndarray]], list[np.ndarray]]
+"""Token ids of texts -> the suspect's top-1 next-token prediction at every position."""
+
+
+def audit_reading(
+    predict: Predictor,
+    our_texts: Sequence[object],
+    scheme: Scheme,
+    key: int,
+    *,
+    batch: int = 8,
+) -> AuditResult:
+    """Feed our watermarked texts to the suspect and score its predictions in their contexts.
+    Pairs that occur in any of the texts fed are dropped."""
+    w = scheme.width
+    texts = [_as_tokens(t) for t in our_texts]
+    chunks = []
+    for i in range(0, len(texts), batch):
+        group = texts[i : i + batch]
+        preds = predict(group)
+        for toks, pred in zip(group, preds, strict=True):
+            if toks.size <= w:
+                continue
+            # the prediction at position t is the token after toks[: t + 1]; its context is
+            # the `w` tokens ending at t, which is the detector's context of position t + 1
+            ctx = hashing.context_hashes(np.concatenate([toks, [0]]).astype(np.uint64), w)[1:]
+            pairs = hashing.pair_hashes(ctx, np.asarray(pred, dtype=np.uint64))
+            chunks.append(pairs[w - 1 :])
+    pairs = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint64)
+    return _decide("reading", pairs, text_pairs(texts, w), scheme, key, len(texts))
+
+
+def torch_predictor(model: Any, pad_id: int = 0, max_len: int = 1024) -> Predictor:
+    """Top-1 predictions of a transformers causal LM (right-padded batches)."""
+    import torch
+
+    def predict(group: list[np.ndarray]) -> list[np.ndarray]:
+        group = [g[:max_len] for g in group]
+        width = max(len(g) for g in group)
+        ids = torch.full((len(group), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(group), width), dtype=torch.long)
+        for r, g in enumerate(group):
+            ids[r, : len(g)] = torch.from_numpy(g.astype(np.int64))
+            mask[r, : len(g)] = 1
+        with torch.inference_mode():
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        top = logits.argmax(-1).numpy().astype(np.uint64)
+        return [top[r, : len(g)] for r, g in enumerate(group)]
+
+    return predict

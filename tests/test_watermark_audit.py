@@ -1,0 +1,89 @@
+"""The suspect-model audit: a student that inherited the watermark's bias is found; a clean
+model is not, even one that copies the (watermarked) text it is fed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stillwatch.watermark import GreenList, GumbelMax, hashing
+from stillwatch.watermark.audit import audit_generated, audit_reading
+from stillwatch.watermark.keys import MasterKeys
+from wmsynth import VOCAB, next_context, random_tokens, watermarked
+
+KEY = MasterKeys({1: b"a" * 32}).derive("v1")
+SCHEME = GreenList()
+
+
+def _ours(n_texts: int, rng: np.random.Generator) -> list[np.ndarray]:
+    return [watermarked(120, SCHEME, KEY, rng) for _ in range(n_texts)]
+
+
+def _student(bias: float, rng: np.random.Generator):
+    """Predicts a green token with probability `bias` extra (what training on our text does)."""
+
+    def predict(group: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for toks in group:
+            preds = []
+            for t in range(len(toks)):
+                ctx = next_context([int(x) for x in toks[: t + 1]], SCHEME.width)
+                cand = rng.integers(0, VOCAB, size=8).astype(np.uint64)
+                h = hashing.keyed(hashing.pair_hashes(np.full(8, ctx), cand), np.uint64(KEY))
+                green = np.flatnonzero(h < hashing.threshold(SCHEME.gamma))
+                pick = cand[green[0]] if green.size and rng.random() < bias else cand[0]
+                preds.append(int(pick))
+            out.append(np.array(preds, dtype=np.uint64))
+        return out
+
+    return predict
+
+
+def _copier(group: list[np.ndarray]) -> list[np.ndarray]:
+    """A clean model that has learnt to continue what it reads: it predicts the true next
+    token (green, since the text is ours) wherever it can."""
+    return [np.concatenate([t[1:], [t[0]]]) for t in group]
+
+
+def test_reading_mode_finds_a_radioactive_student() -> None:
+    rng = np.random.default_rng(10)
+    r = audit_reading(_student(0.3, rng), _ours(30, rng), SCHEME, KEY)
+    assert r.p_value < 1e-5, r.evidence
+    assert r.statistic > r.expected
+
+
+def test_reading_mode_does_not_accuse_a_clean_model_that_copies_our_text() -> None:
+    rng = np.random.default_rng(11)
+    ours = _ours(30, rng)
+    r = audit_reading(_copier, ours, SCHEME, KEY)
+    # every copied prediction is a pair of the texts themselves: filtered, not counted
+    assert r.filtered >= r.candidates * 0.9
+    assert r.p_value > 0.01
+    clean = audit_reading(_student(0.0, rng), ours, SCHEME, KEY)
+    assert clean.p_value > 0.001 and clean.scored > 3000
+
+
+def test_generated_mode_and_its_prompt_filter() -> None:
+    rng = np.random.default_rng(12)
+    student_texts = [watermarked(200, SCHEME, KEY, rng, k=1) for _ in range(5)]
+    # k=1: no choice, so no bias: the null
+    assert audit_generated(student_texts, SCHEME, KEY).p_value > 0.001
+    biased = []
+    for _ in range(40):  # a student that picks the green token one time in eight
+        t = watermarked(150, SCHEME, KEY if rng.random() < 0.125 else None, rng, k=4)
+        biased.append(t)
+    # a mild bias over many tokens is still decisive
+    mild = audit_generated(biased, SCHEME, KEY)
+    assert mild.p_value < 1e-3, mild.evidence
+    # a clean model that quotes watermarked prompts back: the prompt filter removes them
+    prompts = _ours(20, rng)
+    quoting = [np.concatenate([p, random_tokens(50, rng)]) for p in prompts]
+    assert audit_generated(quoting, SCHEME, KEY).p_value < 1e-10  # unfiltered: fooled
+    honest = audit_generated(quoting, SCHEME, KEY, shown=prompts)
+    assert honest.p_value > 0.001 and honest.filtered > 0
+
+
+def test_gumbel_audit_uses_its_own_statistic() -> None:
+    rng = np.random.default_rng(13)
+    texts = [watermarked(150, GumbelMax(), KEY, rng) for _ in range(5)]
+    assert audit_generated(texts, GumbelMax(), KEY).p_value < 1e-10
+    assert audit_generated([random_tokens(600, rng)], GumbelMax(), KEY).p_value > 0.001
