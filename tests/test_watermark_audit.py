@@ -38,10 +38,19 @@ def _student(bias: float, rng: np.random.Generator):
     return predict
 
 
-def _copier(group: list[np.ndarray]) -> list[np.ndarray]:
-    """A clean model that has learnt to continue what it reads: it predicts the true next
-    token (green, since the text is ours) wherever it can."""
-    return [np.concatenate([t[1:], [t[0]]]) for t in group]
+def _induction(group: list[np.ndarray]) -> list[np.ndarray]:
+    """A clean model that copies in context: after a token it has seen before in the text, it
+    predicts what followed it then (a green-biased pair of our text); otherwise the token 0."""
+    out = []
+    for toks in group:
+        last: dict[int, int] = {}
+        preds = []
+        for t in range(len(toks)):
+            preds.append(last.get(int(toks[t]), 0))
+            if t >= 1:
+                last[int(toks[t - 1])] = int(toks[t])
+        out.append(np.array(preds, dtype=np.uint64))
+    return out
 
 
 def test_reading_mode_finds_a_radioactive_student() -> None:
@@ -51,13 +60,13 @@ def test_reading_mode_finds_a_radioactive_student() -> None:
     assert r.statistic > r.expected
 
 
-def test_reading_mode_does_not_accuse_a_clean_model_that_copies_our_text() -> None:
+def test_reading_mode_does_not_accuse_a_clean_model_that_copies_in_context() -> None:
     rng = np.random.default_rng(11)
-    ours = _ours(30, rng)
-    r = audit_reading(_copier, ours, SCHEME, KEY)
-    # every copied prediction is a pair of the texts themselves: filtered, not counted
-    assert r.filtered >= r.candidates * 0.9
-    assert r.p_value > 0.01
+    # repetitive texts of ours: a phrase said three times, so copying pays off
+    ours = [np.concatenate([t[:40]] * 3 + [t[40:]]) for t in _ours(40, rng)]
+    r = audit_reading(_induction, ours, SCHEME, KEY)
+    assert r.filtered > 2000  # the copied predictions, dropped
+    assert r.p_value > 0.01, r.evidence
     clean = audit_reading(_student(0.0, rng), ours, SCHEME, KEY)
     assert clean.p_value > 0.001 and clean.scored > 3000
 

@@ -9,9 +9,10 @@ two ways and turns it into an exact p-value under the null of a model that never
 - Generated mode (only outputs): score the (context, token) pairs of texts the suspect wrote.
 
 What keeps the test honest: each distinct (context, token) pair counts once across the whole
-audit, and pairs that occur in text the suspect was shown (our watermarked texts in reading
-mode, the prompts in generated mode) are dropped. A clean model that merely repeats or
-continues what it reads (itself green) would otherwise look radioactive. Under the null every
+audit, and pairs the suspect could have copied from what it was shown are dropped (in reading
+mode, a prediction that repeats a pair from earlier in the same text; in generated mode, any
+pair of the prompts). A clean model that merely repeats what it reads (itself green) would
+otherwise look radioactive. Under the null every
 remaining pair is green with probability gamma independently of the others, so the green count
 is exactly binomial (Gamma-distributed score sum for the Gumbel scheme).
 """
@@ -133,10 +134,16 @@ def audit_reading(
     batch: int = 8,
 ) -> AuditResult:
     """Feed our watermarked texts to the suspect and score its predictions in their contexts.
-    Pairs that occur in any of the texts fed are dropped."""
+
+    A model that never saw our text predicts from the prefix alone, so its prediction is green
+    with probability gamma, unless it copies a (context, token) pair from earlier in the same
+    text (in-context copying of a pair that was itself green-biased): such predictions are
+    dropped. What remains can only be green more often than gamma if the model learnt our
+    key's preferences from text it was trained on."""
     w = scheme.width
     texts = [_as_tokens(t) for t in our_texts]
     chunks = []
+    filtered = 0
     for i in range(0, len(texts), batch):
         group = texts[i : i + batch]
         preds = predict(group)
@@ -146,10 +153,52 @@ def audit_reading(
             # the prediction at position t is the token after toks[: t + 1]; its context is
             # the `w` tokens ending at t, which is the detector's context of position t + 1
             ctx = hashing.context_hashes(np.concatenate([toks, [0]]).astype(np.uint64), w)[1:]
-            pairs = hashing.pair_hashes(ctx, np.asarray(pred, dtype=np.uint64))
-            chunks.append(pairs[w - 1 :])
+            q = hashing.pair_hashes(ctx, np.asarray(pred, dtype=np.uint64))[w - 1 :]
+            # pairs of the text itself: the one ending at position s, for s >= w
+            own = hashing.pair_hashes(hashing.context_hashes(toks, w), toks)[w:]
+            first = _first_positions(own) + w  # position where each own pair first occurs
+            t_of_q = np.arange(w - 1, w - 1 + q.size)
+            seen = _lookup(own, first, q)
+            copied = seen <= t_of_q  # the pair occurred in the prefix the model was shown
+            filtered += int(copied.sum())
+            chunks.append(q[~copied])
     pairs = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint64)
-    return _decide("reading", pairs, text_pairs(texts, w), scheme, key, len(texts))
+    result = _decide("reading", pairs, np.zeros(0, dtype=np.uint64), scheme, key, len(texts))
+    candidates = result.candidates + filtered
+    evidence = [
+        f"{candidates} predictions on {len(texts)} of our texts; {filtered} that copy a pair "
+        "from earlier in the same text and "
+        f"{result.duplicates} repeats dropped",
+        *result.evidence[1:],
+    ]
+    return AuditResult(
+        **{**result.to_dict(), "candidates": candidates, "filtered": filtered,
+           "evidence": evidence}
+    )
+
+
+def _first_positions(values: np.ndarray) -> np.ndarray:
+    """For each element, the index of the first element equal to it."""
+    order = np.argsort(values, kind="stable")
+    sv = values[order]
+    starts = np.concatenate([[True], sv[1:] != sv[:-1]])
+    group_first = order[np.flatnonzero(starts)]
+    group_of = np.cumsum(starts) - 1
+    out = np.empty(values.size, dtype=np.int64)
+    out[order] = group_first[group_of]
+    return out
+
+
+def _lookup(keys: np.ndarray, first: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """First position of each query among `keys` (a large number where absent)."""
+    absent = np.iinfo(np.int64).max
+    if keys.size == 0:
+        return np.full(queries.size, absent, dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    idx = np.clip(np.searchsorted(sk, queries), 0, sk.size - 1)
+    hit = sk[idx] == queries
+    return np.where(hit, first[order][idx], absent)
 
 
 def torch_predictor(model: Any, pad_id: int = 0, max_len: int = 1024) -> Predictor:

@@ -1,0 +1,241 @@
+"""Radioactivity: does a student trained on our watermarked answers carry the watermark, and
+does the audit leave a student trained on clean answers alone?
+
+The teacher (SmolLM2 under the green-list watermark, demo deployment key) answers real corpus
+prompts (bench/teacher_cache.py, cached and resumable). Two students are trained on answers of
+which 0%, 10% and 100% are watermarked (the rest unwatermarked answers to the same prompts):
+a Llama-style model of at most 10M parameters from scratch with SmolLM2's tokenizer, and a
+LoRA fine-tune of SmolLM2. `stillwatch.watermark.audit` then tests each student in reading
+mode (our watermarked answers fed to it) and from its generated text alone (answers to prompts
+it was not trained on, with the prompts' pairs filtered).
+
+    python bench/radioactivity.py                 # from the cache, both students
+    python bench/radioactivity.py --small         # the CI version: a small teacher run and
+                                                  # the from-scratch student only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from stillwatch.watermark import GreenList
+from stillwatch.watermark.audit import (
+    audit_generated,
+    audit_reading,
+    torch_predictor,
+)
+from stillwatch.watermark.keys import MasterKeys
+from teacher_cache import corpus_prompts, ensure, read
+
+OUT = Path(__file__).parent / "results" / "radioactivity.json"
+FRACTIONS = (0.0, 0.1, 1.0)
+
+
+def mixture(wm: list[dict], clean: list[dict], frac: float, n: int, seed: int) -> list[dict]:
+    """n answers, one per prompt, a share `frac` of them watermarked."""
+    rng = np.random.default_rng(seed)
+    by_i_wm = {r["i"]: r for r in wm}
+    by_i_clean = {r["i"]: r for r in clean}
+    both = sorted(set(by_i_wm) & set(by_i_clean))
+    only_wm = sorted(set(by_i_wm) - set(by_i_clean))
+    k = round(frac * n)
+    if frac >= 1.0:
+        pick = (only_wm + both)[:n]
+        return [by_i_wm[i] for i in pick]
+    chosen = both[:n]
+    marked = set(rng.choice(len(chosen), k, replace=False).tolist()) if k else set()
+    return [by_i_wm[i] if j in marked else by_i_clean[i] for j, i in enumerate(chosen)]
+
+
+def sequences(rows: list[dict], tokenizer, max_len: int) -> list[list[int]]:
+    from stillwatch.watermark.model import chat_ids
+
+    out = []
+    for r in rows:
+        p = chat_ids(tokenizer, [{"role": "user", "content": r["prompt"]}])[-(max_len // 2) :]
+        out.append((p + r["ids"] + [tokenizer.eos_token_id])[:max_len])
+    return out
+
+
+def train(model, seqs: list[list[int]], *, epochs: int, lr: float, batch: int, seed: int) -> float:
+    import torch
+
+    torch.manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    steps = epochs * math.ceil(len(seqs) / batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    rng = np.random.default_rng(seed)
+    model.train()
+    loss_v = float("nan")
+    for _ in range(epochs):
+        order = rng.permutation(len(seqs))
+        for b in range(0, len(seqs), batch):
+            group = [seqs[i] for i in order[b : b + batch]]
+            width = max(len(s) for s in group)
+            ids = torch.zeros((len(group), width), dtype=torch.long)
+            labels = torch.full_like(ids, -100)
+            mask = torch.zeros_like(ids)
+            for j, s in enumerate(group):
+                ids[j, : len(s)] = torch.tensor(s)
+                labels[j, : len(s)] = torch.tensor(s)
+                mask[j, : len(s)] = 1
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            loss_v = float(loss)
+    model.eval()
+    return loss_v
+
+
+def tiny_llama(vocab: int, eos: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=vocab, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+        tie_word_embeddings=True, eos_token_id=eos, bos_token_id=eos, pad_token_id=eos,
+    )
+    return LlamaForCausalLM(cfg)
+
+
+def lora_smollm2(lm):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    base = copy.deepcopy(lm.model)
+    cfg = LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.0,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                        "down_proj"],
+    )
+    return get_peft_model(base, cfg)
+
+
+def student_answers(model, lm, prompts: list[str], max_new: int, seed: int) -> list[np.ndarray]:
+    import torch
+
+    from stillwatch.watermark.model import chat_ids
+
+    torch.manual_seed(seed)
+    tok = lm.tokenizer
+    out = []
+    for b in range(0, len(prompts), 16):
+        group = [
+            chat_ids(tok, [{"role": "user", "content": p}])[-256:] for p in prompts[b : b + 16]
+        ]
+        width = max(len(g) for g in group)
+        ids = torch.full((len(group), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for j, g in enumerate(group):
+            ids[j, width - len(g) :] = torch.tensor(g)
+            mask[j, width - len(g) :] = 1
+        with torch.inference_mode():
+            gen = model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=True,
+                temperature=1.0, top_k=0, top_p=1.0, pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+        for row in gen[:, width:].tolist():
+            row = row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
+            out.append(np.asarray(row, dtype=np.uint64))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--small", action="store_true", help="the CI version (about 5 minutes)")
+    ap.add_argument("--train", type=int, default=200, help="answers per student")
+    ap.add_argument("--students", default="tiny,lora")
+    ap.add_argument("--audit-prompts", type=int, default=48)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+
+    import torch
+
+    from stillwatch.watermark.model import load_smollm2
+    from stillwatch.watermark.tokenizer import load_tokenizer
+
+    torch.set_num_threads(2)
+    t_start = time.time()
+    scheme, key = GreenList(), MasterKeys.load().derive("v1")
+    if args.small:
+        # a fresh teacher run of its own, at a scale CI can afford
+        import teacher_cache
+
+        teacher_cache.CACHE = teacher_cache.CACHE.parent / "teacher-small"
+        teacher_cache.MAX_NEW = 96
+        n_train, students, n_audit, epochs_tiny = 48, ["tiny"], 24, 30
+        wm = ensure("greenlist", n_train, batch=24)
+        clean = ensure("none", n_train, batch=24)
+    else:
+        n_train, students, n_audit, epochs_tiny = (
+            args.train, args.students.split(","), args.audit_prompts, 12,
+        )
+        wm, clean = read("greenlist"), read("none")
+    lm = load_smollm2(threads=2)
+    tok = load_tokenizer()
+    del tok
+    ours = [np.asarray(r["ids"], dtype=np.uint64) for r in wm]  # everything we served, marked
+    used = {r["i"] for r in wm} | {r["i"] for r in clean}
+    prompts = corpus_prompts(max(used) + 2000)
+    held_out = [p for i, p in enumerate(prompts) if i not in used][-n_audit:]
+    results = []
+    for student in students:
+        for frac in FRACTIONS:
+            t0 = time.time()
+            data = mixture(wm, clean, frac, n_train, seed=1)
+            seqs = sequences(data, lm.tokenizer, 384)
+            if student == "tiny":
+                model = tiny_llama(lm.vocab_size, lm.tokenizer.eos_token_id)
+                loss = train(model, seqs, epochs=epochs_tiny, lr=3e-3, batch=8, seed=2)
+            else:
+                model = lora_smollm2(lm)
+                loss = train(model, seqs, epochs=2, lr=1e-3, batch=8, seed=2)
+                model = model.merge_and_unload()
+            params = sum(p.numel() for p in model.parameters())
+            reading = audit_reading(
+                torch_predictor(model, pad_id=lm.tokenizer.pad_token_id), ours, scheme, key
+            )
+            gen = student_answers(model, lm, held_out, 128, seed=3)
+            shown = [np.asarray(lm.tokenizer(p)["input_ids"], dtype=np.uint64) for p in held_out]
+            generated = audit_generated(gen, scheme, key, shown=shown)
+            wm_tokens = sum(len(r["ids"]) for r in data if r in wm)
+            row = {
+                "student": student, "params": params, "watermarked_share": frac,
+                "train_answers": len(data), "train_tokens": sum(len(s) for s in seqs),
+                "watermarked_tokens": wm_tokens, "final_loss": loss,
+                "reading_p": reading.p_value, "reading_scored": reading.scored,
+                "reading_green_share": reading.statistic / max(reading.scored, 1),
+                "generated_p": generated.p_value, "generated_scored": generated.scored,
+                "generated_green_share": generated.statistic / max(generated.scored, 1),
+                "seconds": round(time.time() - t0, 1),
+            }
+            results.append(row)
+            print(
+                f"{student:5s} {params / 1e6:6.1f}M  wm {frac:4.0%}  loss {loss:5.2f}  "
+                f"reading p {reading.p_value:9.2e} ({reading.scored} pairs, green "
+                f"{row['reading_green_share']:.3f})  generated p {generated.p_value:9.2e} "
+                f"({generated.scored} pairs, green {row['generated_green_share']:.3f})  "
+                f"{row['seconds']:.0f}s",
+                flush=True,
+            )
+            args.out.parent.mkdir(exist_ok=True)
+            args.out.write_text(json.dumps({"small": args.small, "rows": results}, indent=2))
+    print(f"total {time.time() - t_start:.0f}s; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
