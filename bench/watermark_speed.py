@@ -92,7 +92,10 @@ def main() -> None:
     from stillwatch.watermark.tokenizer import encode_many, load_tokenizer
 
     tok = load_tokenizer()
-    words = ["the", "model", "answers", "each", "question", "with", "care", "and", "a", "short", "list", "of", "steps"]
+    words = [
+        "the", "model", "answers", "each", "question", "with", "care", "and", "a", "short",
+        "list", "of", "steps", "tokenisation", "Überraschung", "2026", "{x: 1}", "naïve",
+    ]
     docs = [" ".join(rng.choice(words, 150)) for _ in range(2000)]
     t = best_of(lambda: encode_many(docs, tok), 2)
     n_tok = sum(len(x) for x in encode_many(docs, tok))
