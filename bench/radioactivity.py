@@ -161,6 +161,11 @@ def main() -> None:
     ap.add_argument("--students", default="tiny,lora")
     ap.add_argument("--audit-prompts", type=int, default=48)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--lora-epochs", type=int, default=1)
+    ap.add_argument(
+        "--check", action="store_true",
+        help="exit 1 unless p > 0.01 at 0%% and p < 1e-5 at 100%% in both modes",
+    )
     args = ap.parse_args()
 
     import torch
@@ -203,7 +208,7 @@ def main() -> None:
                 loss = train(model, seqs, epochs=epochs_tiny, lr=3e-3, batch=8, seed=2)
             else:
                 model = lora_smollm2(lm)
-                loss = train(model, seqs, epochs=2, lr=1e-3, batch=8, seed=2)
+                loss = train(model, seqs, epochs=args.lora_epochs, lr=1e-3, batch=8, seed=2)
                 model = model.merge_and_unload()
             params = sum(p.numel() for p in model.parameters())
             reading = audit_reading(
@@ -235,6 +240,17 @@ def main() -> None:
             args.out.parent.mkdir(exist_ok=True)
             args.out.write_text(json.dumps({"small": args.small, "rows": results}, indent=2))
     print(f"total {time.time() - t_start:.0f}s; wrote {args.out}")
+    if args.check:
+        bad = [
+            f"{r['student']} at {r['watermarked_share']:.0%}: {mode} p {r[mode + '_p']:.3g}"
+            for r in results
+            for mode in ("reading", "generated")
+            if (r["watermarked_share"] == 0.0 and r[mode + "_p"] <= 0.01)
+            or (r["watermarked_share"] == 1.0 and r[mode + "_p"] >= 1e-5)
+        ]
+        if bad:
+            raise SystemExit("radioactivity check failed: " + "; ".join(bad))
+        print("radioactivity check passed")
 
 
 if __name__ == "__main__":
