@@ -49,10 +49,13 @@ def mixture(wm: list[dict], clean: list[dict], frac: float, n: int, seed: int) -
     k = round(frac * n)
     if frac >= 1.0:
         pick = (only_wm + both)[:n]
-        return [by_i_wm[i] for i in pick]
+        return [{**by_i_wm[i], "wm": True} for i in pick]
     chosen = both[:n]
     marked = set(rng.choice(len(chosen), k, replace=False).tolist()) if k else set()
-    return [by_i_wm[i] if j in marked else by_i_clean[i] for j, i in enumerate(chosen)]
+    return [
+        {**by_i_wm[i], "wm": True} if j in marked else {**by_i_clean[i], "wm": False}
+        for j, i in enumerate(chosen)
+    ]
 
 
 def sequences(rows: list[dict], tokenizer, max_len: int) -> list[list[int]]:
@@ -217,7 +220,7 @@ def main() -> None:
             gen = student_answers(model, lm, held_out, 128, seed=3)
             shown = [np.asarray(lm.tokenizer(p)["input_ids"], dtype=np.uint64) for p in held_out]
             generated = audit_generated(gen, scheme, key, shown=shown)
-            wm_tokens = sum(len(r["ids"]) for r in data if r in wm)
+            wm_tokens = sum(len(r["ids"]) for r in data if r["wm"])
             row = {
                 "student": student, "params": params, "watermarked_share": frac,
                 "train_answers": len(data), "train_tokens": sum(len(s) for s in seqs),
