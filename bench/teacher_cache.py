@@ -49,7 +49,11 @@ def corpus_prompts(limit: int = 5000, seed: int = 7) -> list[str]:
 
 
 def read(setting: str) -> list[dict]:
-    path = CACHE / f"{setting}.jsonl"
+    return read_jsonl(CACHE / f"{setting}.jsonl")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete lines of a cache file (a run cut mid-line leaves a partial last line)."""
     if not path.exists():
         return []
     rows = []

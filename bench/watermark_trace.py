@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from stillwatch.watermark import GreenList, trace
 from stillwatch.watermark.keys import KeyId, MasterKeys
-from teacher_cache import corpus_prompts, read
+from teacher_cache import corpus_prompts, read, read_jsonl
 
 CACHE = Path(__file__).parent / ".cache" / "trace" / "answers.jsonl"
 OUT = Path(__file__).parent / "results" / "watermark_trace.json"
@@ -30,15 +30,7 @@ LENGTH = 300
 
 
 def cached() -> list[dict]:
-    if not CACHE.exists():
-        return []
-    rows = []
-    for line in CACHE.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows
+    return read_jsonl(CACHE)
 
 
 def generate(n: int, accounts: int, batch: int, budget_s: float) -> list[dict]:

@@ -29,8 +29,8 @@ import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
+from stillwatch.upstream.openai_app import error_response, openai_app
 from stillwatch.watermark.keys import KeyError_, KeyId, MasterKeys
 from stillwatch.watermark.schemes import Scheme, scheme_from
 
@@ -134,12 +134,6 @@ class _Streamer:
 
     def end(self) -> None:
         return None
-
-
-def _error(status: int, message: str, type_: str = "invalid_request_error",
-           code: str | None = None, param: str | None = None) -> Response:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return Response(orjson.dumps(body), status, media_type="application/json")
 
 
 def _number(body: dict[str, Any], name: str, default: float, lo: float, hi: float) -> float:
@@ -246,13 +240,13 @@ class LocalModelServer:
 
     async def _complete(self, request: Request, chat: bool) -> Response:
         if self.token and not self._authorised(request):
-            return _error(401, "missing or wrong upstream token", code="invalid_api_key")
+            return error_response(401, "missing or wrong upstream token", code="invalid_api_key")
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
-            return _error(400, "the body is not valid JSON")
+            return error_response(400, "the body is not valid JSON")
         if not isinstance(body, dict):
-            return _error(400, "the body must be a JSON object")
+            return error_response(400, "the body must be a JSON object")
         try:
             params = parse_params(body)
             if chat:
@@ -264,7 +258,7 @@ class LocalModelServer:
                 prompt = self.engine.text_ids(text)
             key_id, key = self.key_for(request)
         except (BadRequest, KeyError_) as exc:
-            return _error(400, str(exc))
+            return error_response(400, str(exc))
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         meta = _Meta(rid, int(time.time()), str(body.get("model") or self.engine.name), chat,
                      len(prompt), key_id)
@@ -289,7 +283,7 @@ class LocalModelServer:
             )
         except Exception as exc:  # the model failed: say so in the API's shape
             log.exception("generation failed")
-            return _error(500, f"generation failed: {type(exc).__name__}", "server_error")
+            return error_response(500, f"generation failed: {type(exc).__name__}", "server_error")
         choices, completion = [], 0
         for i, ids in enumerate(outs):
             text, stopped = _cut_at_stop(self.engine.decode(ids), body.get("stop"))
@@ -419,14 +413,7 @@ async def _replay_as_stream(payload: dict[str, Any], chat: bool) -> AsyncIterato
 
 
 def build_local_app(server: LocalModelServer) -> Starlette:
-    app = Starlette(
-        routes=[
-            Route("/v1/chat/completions", server.chat, methods=["POST"]),
-            Route("/v1/completions", server.completions, methods=["POST"]),
-            Route("/v1/models", server.models, methods=["GET"]),
-            Route("/healthz", server.health, methods=["GET"]),
-        ]
-    )
+    app = openai_app(server)
     app.state.server = server
     return app
 

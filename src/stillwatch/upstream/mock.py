@@ -22,7 +22,8 @@ import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+
+from stillwatch.upstream.openai_app import error_response, openai_app
 
 MODELS = ("mock-small", "mock-reason", "mock-think")
 _TEXT = (
@@ -125,14 +126,14 @@ class MockModel:
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
-            return _error(400, "invalid JSON")
+            return error_response(400, "invalid JSON")
         if not isinstance(body, dict):
-            return _error(400, "body must be an object")
+            return error_response(400, "body must be an object")
         rng = random.Random(_seed(body, self.s.seed + 7919))
         fault = self._fault(request, rng)
         self.served += 1
         if fault == "error":
-            return _error(500, "the mock model failed (injected)", "server_error")
+            return error_response(500, "the mock model failed (injected)", "server_error")
         if self.s.latency_ms:
             await asyncio.sleep(self.s.latency_ms / 1000)
         if fault == "timeout":
@@ -326,23 +327,8 @@ def _usage(body: dict[str, Any], answers: list[Any]) -> dict[str, Any]:
     return usage
 
 
-def _error(status: int, message: str, type_: str = "invalid_request_error") -> Response:
-    return Response(
-        orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": None}}),
-        status,
-        media_type="application/json",
-    )
-
-
 def build_mock_app(settings: MockSettings | None = None) -> Starlette:
     model = MockModel(settings)
-    app = Starlette(
-        routes=[
-            Route("/v1/chat/completions", model.chat, methods=["POST"]),
-            Route("/v1/completions", model.completions, methods=["POST"]),
-            Route("/v1/models", model.models, methods=["GET"]),
-            Route("/healthz", model.health, methods=["GET"]),
-        ]
-    )
+    app = openai_app(model)
     app.state.model = model
     return app
