@@ -1,12 +1,12 @@
 """Traitor tracing on SmolLM2 answers: leaked texts of 300 tokens written under the keys of
-`--accounts` accounts, traced against `--keys` account keys (Bonferroni at `--alpha`). The
+`--accounts` accounts, traced against `--keys` account keys (Bonferroni at each of `--alphas`). The
 right account must be named; for unwatermarked text (human text from the corpora and
 unwatermarked answers) no one may be named beyond the stated false-positive rate.
 
 Answers are generated in batches whose rows each carry a different account's key, cached in
 bench/.cache/trace/answers.jsonl (resumable: rerun to add more).
 
-    python bench/watermark_trace.py [--texts 500] [--accounts 100] [--keys 1000]
+    python bench/watermark_trace.py [--texts 500] [--accounts 100] [--keys 1000] [--alphas ...]
 """
 
 from __future__ import annotations
@@ -73,47 +73,53 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=500)
     ap.add_argument("--accounts", type=int, default=100)
     ap.add_argument("--keys", type=int, default=1000)
-    ap.add_argument("--alpha", type=float, default=1e-6)
+    ap.add_argument("--alphas", default="1e-3,1e-4,1e-6",
+                    help="stated false-positive rates per text (family-wise over the keys)")
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--budget-minutes", type=float, default=60)
     args = ap.parse_args()
+    alphas = [float(a) for a in args.alphas.split(",")]
     rows = generate(args.texts, args.accounts, args.batch, args.budget_minutes * 60)
     keys = MasterKeys.load()
     cands = [(str(KeyId(1)), keys.derive(KeyId(1)))]
     cands += [(str(KeyId(1, f"acct_{i:04d}")), keys.derive(KeyId(1, f"acct_{i:04d}")))
               for i in range(args.keys - 1)]
-    t0 = time.time()
-    right = wrong = none = 0
-    for r in rows:
-        res = trace(np.asarray(r["ids"], dtype=np.uint64), GreenList(), cands, alpha=args.alpha)
-        if res.named == f"v1:{r['account']}":
-            right += 1
-        elif res.named is None:
-            none += 1
-        else:
-            wrong += 1
-    t_trace = time.time() - t0
     from stillwatch.watermark.tokenizer import encode_many
     from watermark_null import human_texts
 
     clean = [t[:LENGTH] for t in encode_many(human_texts(1000)) if t.size >= 100]
     clean += [np.asarray(r["ids"], dtype=np.uint64) for r in read("none") if len(r["ids"]) >= 100]
-    falsely = sum(trace(t, GreenList(), cands, alpha=args.alpha).named is not None for t in clean)
     n = len(rows)
     accounts_seen = len({r["account"] for r in rows})
     print(f"{n} leaked texts of {LENGTH} tokens from {accounts_seen} accounts, "
-          f"{len(cands)} candidate keys, alpha {args.alpha:g}")
-    print(f"  right account named: {right}/{n} = {right / max(n, 1):.2%}")
-    print(f"  wrong account named: {wrong}; no one named: {none}")
-    print(f"  unwatermarked texts with anyone named: {falsely}/{len(clean)} "
-          f"(allowed: {args.alpha:g} each)")
+          f"{len(cands)} candidate keys (Bonferroni); {len(clean)} unwatermarked texts")
+    results = []
+    t_trace = 0.0
+    for alpha in alphas:
+        t0 = time.time()
+        named = [trace(np.asarray(r["ids"], dtype=np.uint64), GreenList(), cands,
+                       alpha=alpha).named for r in rows]
+        t_trace = time.time() - t0
+        right = sum(nm == f"v1:{r['account']}" for nm, r in zip(named, rows, strict=True))
+        none = sum(nm is None for nm in named)
+        falsely = sum(trace(t, GreenList(), cands, alpha=alpha).named is not None for t in clean)
+        results.append({"alpha": alpha, "right": right, "wrong": n - right - none,
+                        "none": none, "clean_named": falsely})
+        print(f"  alpha {alpha:g}: right account {right}/{n} = {right / max(n, 1):.2%}, "
+              f"wrong {n - right - none}, no one {none}; "
+              f"unwatermarked with anyone named {falsely}/{len(clean)}")
+    # the correction itself: at a large alpha the family-wise rate is visible on clean text
+    for alpha in (0.1, 0.01):
+        falsely = sum(trace(t, GreenList(), cands, alpha=alpha).named is not None for t in clean)
+        results.append({"alpha": alpha, "clean_named": falsely, "check": "family-wise rate"})
+        print(f"  check, alpha {alpha:g}: unwatermarked with anyone named "
+              f"{falsely}/{len(clean)} = {falsely / max(len(clean), 1):.3f} (at most {alpha:g})")
     print(f"  tracing time: {t_trace / max(n, 1) * 1000:.1f} ms per text against "
           f"{len(cands)} keys")
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps({
-        "texts": n, "accounts": accounts_seen, "keys": len(cands), "alpha": args.alpha,
-        "right": right, "wrong": wrong, "none": none, "clean_texts": len(clean),
-        "clean_named": falsely, "ms_per_text": t_trace / max(n, 1) * 1000,
+        "texts": n, "accounts": accounts_seen, "keys": len(cands), "clean_texts": len(clean),
+        "results": results, "ms_per_text": t_trace / max(n, 1) * 1000,
     }, indent=2) + "\n")
 
 

@@ -68,14 +68,24 @@ def test_a_pasted_passage_is_found_by_the_window_scan() -> None:
     assert clean is not None and clean.p_adjusted > 1e-4
 
 
-def test_score_many_matches_score_text_by_text() -> None:
+@pytest.mark.parametrize("scheme", [GreenList(), GreenList(width=2), GumbelMax()])
+@pytest.mark.parametrize("huge_ids", [False, True])
+def test_score_many_matches_score_text_by_text(scheme, huge_ids: bool) -> None:
+    """Both de-duplication paths (token ids packed into one word, or ids too wide for that)
+    give what scoring each text alone gives, repeated pairs included."""
     rng = np.random.default_rng(5)
-    texts = [watermarked(int(rng.integers(5, 80)), GreenList(), KEY, rng) for _ in range(20)]
+    texts = [watermarked(int(rng.integers(5, 80)), scheme, KEY, rng) for _ in range(20)]
     texts += [random_tokens(50, rng), np.array([], dtype=np.uint64), np.array([7], np.uint64)]
-    n, stat, p = score_many(texts, GreenList(), KEY)
+    texts += [random_tokens(3000, rng), random_tokens(47, rng)]  # rows of other widths
+    texts += [np.tile(random_tokens(6, rng), 9)]  # one phrase repeated: 6 distinct pairs
+    if huge_ids:
+        texts = [t + np.uint64(1 << 40) for t in texts]
+    n, stat, p = score_many(texts, scheme, KEY)
+    assert n[-1] <= 6
     for i, t in enumerate(texts):
-        one = score(t, GreenList(), KEY)[0]
-        assert (n[i], stat[i]) == (one.scored, one.statistic)
+        one = score(t, scheme, KEY)[0]
+        assert n[i] == one.scored
+        assert stat[i] == pytest.approx(one.statistic, rel=1e-12)  # summed in another order
         assert p[i] == pytest.approx(one.p_value)
         assert one.p_value <= one.p_upper
 

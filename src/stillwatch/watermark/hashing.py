@@ -20,13 +20,24 @@ _UNIT = 1.0 / float(1 << 53)
 
 def mix64(x: np.ndarray) -> np.ndarray:
     """A bijective avalanche of uint64 values (new array)."""
-    x = np.asarray(x, dtype=np.uint64)
+    return _mixed(np.array(x, dtype=np.uint64))
+
+
+def _mixed(x: np.ndarray) -> np.ndarray:
+    """`mix64` in place on an array the caller owns (one scratch array, no other copies)."""
+    if x.ndim == 0:
+        x = x.reshape(1)
+        return _mixed(x)[0]
+    t = np.empty_like(x)
     with np.errstate(over="ignore"):
-        x = x ^ (x >> _S30)
-        x = x * _M1
-        x ^= x >> _S27
+        np.right_shift(x, _S30, out=t)
+        x ^= t
+        x *= _M1
+        np.right_shift(x, _S27, out=t)
+        x ^= t
         x *= _M2
-        x ^= x >> _S31
+        np.right_shift(x, _S31, out=t)
+        x ^= t
     return x
 
 
@@ -35,21 +46,41 @@ def context_hashes(tokens: np.ndarray, width: int) -> np.ndarray:
     the hash of what there is (the first token has none: 0)."""
     tokens = np.asarray(tokens, dtype=np.uint64)
     n = tokens.shape[-1]
-    ctx = np.zeros(tokens.shape, dtype=np.uint64)
+    terms = []
+    for j in range(1, width + 1):
+        if j >= n + 1:
+            break
+        shifted = np.zeros_like(tokens)
+        shifted[..., j:] = _context_term(tokens[..., : n - j], j)
+        terms.append(shifted)
+    return _fold(terms, tokens.shape)
+
+
+def context_of(back: list[np.ndarray]) -> np.ndarray:
+    """The same hash from explicit past tokens: `back[j - 1]` holds the token j positions
+    back, for positions whose whole context is present."""
+    return _fold([_context_term(np.asarray(t, np.uint64), j) for j, t in enumerate(back, 1)],
+                 np.shape(back[0]))
+
+
+def _context_term(tokens: np.ndarray, j: int) -> np.ndarray:
     with np.errstate(over="ignore"):
-        for j in range(1, width + 1):
-            if j >= n + 1:
-                break
-            shifted = np.zeros_like(tokens)
-            shifted[..., j:] = tokens[..., : n - j] + np.uint64(j) * _GOLDEN + np.uint64(1)
-            ctx = mix64(ctx ^ shifted)
+        return tokens + (np.uint64(j) * _GOLDEN + np.uint64(1))
+
+
+def _fold(terms: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    ctx = np.zeros(shape, dtype=np.uint64)
+    for term in terms:
+        ctx ^= term
+        ctx = _mixed(ctx)
     return ctx
 
 
 def pair_hashes(ctx: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     """Unkeyed hash of (context, token): what de-duplication compares."""
     with np.errstate(over="ignore"):
-        return mix64(np.asarray(ctx, dtype=np.uint64) ^ (np.asarray(tokens, np.uint64) * _TOKEN))
+        h = np.asarray(tokens, np.uint64) * _TOKEN
+        return _mixed(np.bitwise_xor(h, np.asarray(ctx, dtype=np.uint64)))
 
 
 def keyed(pairs: np.ndarray, keys: np.ndarray | int) -> np.ndarray:
@@ -58,7 +89,7 @@ def keyed(pairs: np.ndarray, keys: np.ndarray | int) -> np.ndarray:
     if k.ndim == 1:
         k = k[:, None]
     with np.errstate(over="ignore"):
-        return mix64(pairs ^ mix64(k + _GOLDEN))
+        return _mixed(pairs ^ mix64(k + _GOLDEN))
 
 
 def unit(h: np.ndarray) -> np.ndarray:
