@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo test test-all test-radioactivity lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "stillwatch needs Python 3.11+"'
@@ -21,6 +21,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q
+
+test-radioactivity: $(STAMP)
+	$(BIN)/pytest -q -m slow tests/test_radioactivity_small.py
 
 test-all: $(STAMP)
 	$(BIN)/pytest -q -m ''

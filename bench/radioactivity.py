@@ -10,8 +10,8 @@ mode (our watermarked answers fed to it) and from its generated text alone (answ
 it was not trained on, with the prompts' pairs filtered).
 
     python bench/radioactivity.py                 # from the cache, both students
-    python bench/radioactivity.py --small         # the CI version: a small teacher run and
-                                                  # the from-scratch student only
+    python bench/radioactivity.py --small --check # the CI version (about 5 minutes): a small
+                                                  # teacher run, the from-scratch student only
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from stillwatch.watermark.keys import MasterKeys
 from teacher_cache import corpus_prompts, ensure, read
 
 OUT = Path(__file__).parent / "results" / "radioactivity.json"
+OUT_SMALL = Path(__file__).parent / "results" / "radioactivity-small.json"
 FRACTIONS = (0.0, 0.1, 1.0)
 
 
@@ -113,6 +114,30 @@ def tiny_llama(vocab: int, eos: int):
     return LlamaForCausalLM(cfg)
 
 
+class CompactVocab:
+    """The small run's student keeps SmolLM2's tokenizer but embeds only the ids its data
+    uses (training texts, our texts it is audited on, the audit prompts): the output layer
+    over 49k ids is most of a tiny model's cost, and rows for ids it never sees learn nothing.
+    Ids map in before the model and back after it, so the audit sees SmolLM2 ids."""
+
+    def __init__(self, texts: list, vocab: int, always: tuple[int, ...]) -> None:
+        used = np.unique(np.concatenate([np.asarray(t, np.int64) for t in texts] + [always]))
+        self.back = used.astype(np.int64)
+        self.fwd = np.zeros(vocab, dtype=np.int64)  # ids never seen become the first used id
+        self.fwd[used] = np.arange(used.size)
+        self.size = int(used.size)
+
+    def to_compact(self, ids):
+        return self.fwd[np.asarray(ids, dtype=np.int64)]
+
+    def predictor(self, model, pad_id: int):
+        base = torch_predictor(model, pad_id=int(self.fwd[pad_id]))
+        return lambda group: [
+            self.back[p.astype(np.int64)].astype(np.uint64)
+            for p in base([self.to_compact(g) for g in group])
+        ]
+
+
 def lora_smollm2(lm):
     import copy
 
@@ -127,20 +152,26 @@ def lora_smollm2(lm):
     return get_peft_model(base, cfg)
 
 
-def student_answers(model, lm, prompts: list[str], max_new: int, seed: int) -> list[np.ndarray]:
+def student_answers(
+    model, lm, prompts: list[str], max_new: int, seed: int, vocab: CompactVocab | None = None
+) -> list[np.ndarray]:
     import torch
 
     from stillwatch.watermark.model import chat_ids
 
     torch.manual_seed(seed)
     tok = lm.tokenizer
+    inward = vocab.to_compact if vocab else (lambda x: np.asarray(x, dtype=np.int64))
+    outward = (lambda r: vocab.back[np.asarray(r, np.int64)]) if vocab else np.asarray
+    pad, eos = (int(inward([tok.pad_token_id])[0]), int(inward([tok.eos_token_id])[0]))
     out = []
     for b in range(0, len(prompts), 16):
         group = [
-            chat_ids(tok, [{"role": "user", "content": p}])[-256:] for p in prompts[b : b + 16]
+            inward(chat_ids(tok, [{"role": "user", "content": p}])[-256:])
+            for p in prompts[b : b + 16]
         ]
         width = max(len(g) for g in group)
-        ids = torch.full((len(group), width), tok.pad_token_id, dtype=torch.long)
+        ids = torch.full((len(group), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for j, g in enumerate(group):
             ids[j, width - len(g) :] = torch.tensor(g)
@@ -148,12 +179,11 @@ def student_answers(model, lm, prompts: list[str], max_new: int, seed: int) -> l
         with torch.inference_mode():
             gen = model.generate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=True,
-                temperature=1.0, top_k=0, top_p=1.0, pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id,
+                temperature=1.0, top_k=0, top_p=1.0, pad_token_id=pad, eos_token_id=eos,
             )
         for row in gen[:, width:].tolist():
-            row = row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
-            out.append(np.asarray(row, dtype=np.uint64))
+            row = row[: row.index(eos)] if eos in row else row
+            out.append(np.asarray(outward(row), dtype=np.uint64))
     return out
 
 
@@ -163,13 +193,16 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=200, help="answers per student")
     ap.add_argument("--students", default="tiny,lora")
     ap.add_argument("--audit-prompts", type=int, default=48)
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--out", type=Path, help=f"default {OUT.name} ({OUT_SMALL.name} with --small)")
+    ap.add_argument("--cache", type=Path, help="teacher cache of the small run "
+                    "(default bench/.cache/teacher-small)")
     ap.add_argument("--lora-epochs", type=int, default=1)
     ap.add_argument(
         "--check", action="store_true",
         help="exit 1 unless p > 0.01 at 0%% and p < 1e-5 at 100%% in both modes",
     )
     args = ap.parse_args()
+    args.out = args.out or (OUT_SMALL if args.small else OUT)
 
     import torch
 
@@ -183,15 +216,16 @@ def main() -> None:
         # a fresh teacher run of its own, at a scale CI can afford
         import teacher_cache
 
-        teacher_cache.CACHE = teacher_cache.CACHE.parent / "teacher-small"
+        teacher_cache.CACHE = args.cache or teacher_cache.CACHE.parent / "teacher-small"
         teacher_cache.MAX_NEW = 96
-        n_train, students, n_audit, epochs_tiny = 48, ["tiny"], 24, 30
+        n_train, students, n_audit, epochs_tiny, max_len = 48, ["tiny"], 24, 30, 160
         wm = ensure("greenlist", n_train, batch=24)
         clean = ensure("none", n_train, batch=24)
     else:
         n_train, students, n_audit, epochs_tiny = (
             args.train, args.students.split(","), args.audit_prompts, 12,
         )
+        max_len = 384
         wm, clean = read("greenlist"), read("none")
     lm = load_smollm2(threads=2)
     tok = load_tokenizer()
@@ -200,24 +234,42 @@ def main() -> None:
     used = {r["i"] for r in wm} | {r["i"] for r in clean}
     prompts = corpus_prompts(max(used) + 2000)
     held_out = [p for i, p in enumerate(prompts) if i not in used][-n_audit:]
+    from stillwatch.watermark.model import chat_ids
+
+    vocab = None
+    if args.small:
+        seen = [s for frac in FRACTIONS
+                for s in sequences(mixture(wm, clean, frac, n_train, seed=1), lm.tokenizer,
+                                   max_len)]
+        seen += [*ours, *(chat_ids(lm.tokenizer, [{"role": "user", "content": p}])[-256:]
+                          for p in held_out)]
+        vocab = CompactVocab(seen, lm.vocab_size,
+                             (lm.tokenizer.pad_token_id, lm.tokenizer.eos_token_id))
     results = []
     for student in students:
         for frac in FRACTIONS:
             t0 = time.time()
             data = mixture(wm, clean, frac, n_train, seed=1)
-            seqs = sequences(data, lm.tokenizer, 384)
+            seqs = sequences(data, lm.tokenizer, max_len)
             if student == "tiny":
-                model = tiny_llama(lm.vocab_size, lm.tokenizer.eos_token_id)
-                loss = train(model, seqs, epochs=epochs_tiny, lr=3e-3, batch=8, seed=2)
+                eos = lm.tokenizer.eos_token_id
+                if vocab:
+                    model = tiny_llama(vocab.size, int(vocab.to_compact([eos])[0]))
+                    fit_on = [vocab.to_compact(q).tolist() for q in seqs]
+                else:
+                    model, fit_on = tiny_llama(lm.vocab_size, eos), seqs
+                loss = train(model, fit_on, epochs=epochs_tiny, lr=3e-3, batch=8, seed=2)
             else:
                 model = lora_smollm2(lm)
                 loss = train(model, seqs, epochs=args.lora_epochs, lr=1e-3, batch=8, seed=2)
                 model = model.merge_and_unload()
             params = sum(p.numel() for p in model.parameters())
-            reading = audit_reading(
-                torch_predictor(model, pad_id=lm.tokenizer.pad_token_id), ours, scheme, key
-            )
-            gen = student_answers(model, lm, held_out, 128, seed=3)
+            pad = lm.tokenizer.pad_token_id
+            predictor = (vocab.predictor(model, pad) if vocab and student == "tiny"
+                         else torch_predictor(model, pad_id=pad))
+            reading = audit_reading(predictor, ours, scheme, key)
+            gen = student_answers(model, lm, held_out, 128, seed=3,
+                                  vocab=vocab if student == "tiny" else None)
             shown = [np.asarray(lm.tokenizer(p)["input_ids"], dtype=np.uint64) for p in held_out]
             generated = audit_generated(gen, scheme, key, shown=shown)
             wm_tokens = sum(len(r["ids"]) for r in data if r["wm"])
