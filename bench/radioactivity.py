@@ -4,7 +4,8 @@ does the audit leave a student trained on clean answers alone?
 The teacher (SmolLM2 under the green-list watermark, demo deployment key) answers real corpus
 prompts (bench/teacher_cache.py, cached and resumable). Two students are trained on answers of
 which 0%, 10% and 100% are watermarked (the rest unwatermarked answers to the same prompts):
-a Llama-style model of at most 10M parameters from scratch with SmolLM2's tokenizer, and a
+a Llama-style model of at most 10M parameters from scratch with SmolLM2's tokenizer (its
+embedding table holding only the ids its data uses), and a
 LoRA fine-tune of SmolLM2. `stillwatch.watermark.audit` then tests each student in reading
 mode (our watermarked answers fed to it) and from its generated text alone (answers to prompts
 it was not trained on, with the prompts' pairs filtered).
@@ -115,7 +116,7 @@ def tiny_llama(vocab: int, eos: int):
 
 
 class CompactVocab:
-    """The small run's student keeps SmolLM2's tokenizer but embeds only the ids its data
+    """The from-scratch student keeps SmolLM2's tokenizer but embeds only the ids its data
     uses (training texts, our texts it is audited on, the audit prompts): the output layer
     over 49k ids is most of a tiny model's cost, and rows for ids it never sees learn nothing.
     Ids map in before the model and back after it, so the audit sees SmolLM2 ids."""
@@ -197,6 +198,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, help="teacher cache of the small run "
                     "(default bench/.cache/teacher-small)")
     ap.add_argument("--lora-epochs", type=int, default=1)
+    ap.add_argument("--tiny-epochs", type=int, default=20)
     ap.add_argument(
         "--check", action="store_true",
         help="exit 1 unless p > 0.01 at 0%% and p < 1e-5 at 100%% in both modes",
@@ -223,7 +225,7 @@ def main() -> None:
         clean = ensure("none", n_train, batch=24)
     else:
         n_train, students, n_audit, epochs_tiny = (
-            args.train, args.students.split(","), args.audit_prompts, 12,
+            args.train, args.students.split(","), args.audit_prompts, args.tiny_epochs,
         )
         max_len = 384
         wm, clean = read("greenlist"), read("none")
@@ -237,7 +239,7 @@ def main() -> None:
     from stillwatch.watermark.model import chat_ids
 
     vocab = None
-    if args.small:
+    if "tiny" in students:
         seen = [s for frac in FRACTIONS
                 for s in sequences(mixture(wm, clean, frac, n_train, seed=1), lm.tokenizer,
                                    max_len)]

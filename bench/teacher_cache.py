@@ -1,7 +1,8 @@
 """SmolLM2's answers to real corpus prompts, generated once per setting and cached (resumable).
 
 Shared by the watermark-quality and radioactivity benchmarks. Settings: `greenlist` and
-`gumbel` (stillwatch's schemes under the demo deployment key), `hf-kgw` (transformers'
+`gumbel` (stillwatch's schemes under the demo deployment key; `greenlist-d3` with bias 3
+instead of 2), `hf-kgw` (transformers'
 `WatermarkingConfig`, the baseline), `none` (unwatermarked). The cache lives in
 bench/.cache/teacher/<setting>.jsonl, one answer per line: {"i", "prompt", "ids"}.
 
@@ -20,7 +21,13 @@ from pathlib import Path
 
 CACHE = Path(__file__).parent / ".cache" / "teacher"
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora"
-SETTINGS = ("greenlist", "gumbel", "hf-kgw", "none")
+# setting -> the stillwatch scheme it generates under (hf-kgw and none have none)
+SCHEMES = {
+    "greenlist": {"name": "greenlist"},
+    "greenlist-d3": {"name": "greenlist", "delta": 3.0},
+    "gumbel": {"name": "gumbel"},
+}
+SETTINGS = (*SCHEMES, "hf-kgw", "none")
 MAX_NEW = 200
 TEMPERATURE = 1.0
 HF_CONFIG = {"greenlist_ratio": 0.25, "bias": 2.0, "seeding_scheme": "lefthash", "context_width": 1}
@@ -93,9 +100,7 @@ def ensure(setting: str, n: int, batch: int = 16, offset: int = 0) -> list[dict]
             ids = [chat_ids(lm.tokenizer, [{"role": "user", "content": prompts[i]}]) for i in idx]
             ids = [p[-512:] for p in ids]
             extra = None
-            scheme = None
-            if setting in ("greenlist", "gumbel"):
-                scheme = scheme_from(setting)
+            scheme = scheme_from(SCHEMES[setting]) if setting in SCHEMES else None
             if setting == "hf-kgw":
                 extra = {"watermarking_config": WatermarkingConfig(**HF_CONFIG)}
             torch.manual_seed(idx[0])

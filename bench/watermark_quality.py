@@ -155,18 +155,20 @@ def main() -> None:
     args = ap.parse_args()
     tok = load_tokenizer()
     rng = np.random.default_rng(args.seed)
-    data = {s: read(s)[: args.n] for s in ("greenlist", "gumbel", "hf-kgw", "none")}
+    chosen = args.settings.split(",")
+    data = {s: read(s)[: args.n] for s in (*chosen, "none")}
     missing = [s for s, rows in data.items() if len(rows) < args.n]
     if missing:
         raise SystemExit(f"not enough cached answers for {missing}: run bench/teacher_cache.py")
     filler = human_filler(tok, 900, rng)
-    detectors = {"greenlist": ours(GreenList()), "gumbel": ours(GumbelMax())}
+    # detection needs gamma and the key, not the bias: one detector for both green lists
+    detectors = {"greenlist": ours(GreenList()), "greenlist-d3": ours(GreenList()),
+                 "gumbel": ours(GumbelMax())}
     if "hf-kgw" in args.settings:
         hf = HFBaseline()
         detectors["hf-kgw"] = (hf.pvalues, hf.pvalues)
     previous = json.loads(OUT.read_text()) if OUT.exists() else {}
     results: dict[str, dict] = previous.get("results", {}) if previous.get("n") == args.n else {}
-    chosen = args.settings.split(",")
     for setting, (pvals, window) in detectors.items():
         if setting not in chosen:
             continue
@@ -222,7 +224,7 @@ def main() -> None:
         OUT.write_text(json.dumps({"n": args.n, "results": results}, indent=2) + "\n")
     if not args.no_ppl:
         print("\nperplexity under the unwatermarked model (answers given their prompts)")
-        for setting in ("none", "greenlist", "gumbel", "hf-kgw"):
+        for setting in ("none", *chosen):
             ppl = perplexity(data[setting])
             results.setdefault(setting, {})["perplexity"] = ppl
             print(f"  {setting:10s} {ppl:7.2f}")

@@ -12,6 +12,7 @@ in one language carries to the others the lexicon covers.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Sequence
@@ -88,26 +89,28 @@ def hits(text: str) -> list[tuple[int, str]]:
 def features(found: list[tuple[int, str]]) -> tuple[float, ...]:
     """Concept hits, and the modifiers found within WINDOW characters of one mention of
     reasoning (the best such mention): scattered words in a long text do not add up."""
-    anchors = [p for p, c in found if c in ("trace", "reasoning")]
-    best: set[str] = set()
-    for anchor in anchors:
-        near = {c for p, c in found if c in MODIFIERS and abs(p - anchor) <= WINDOW}
-        if len(near) > len(best):
-            best = near
-    mods = len(best)
     names = {c for _, c in found}
-    traced = any(c == "trace" for _, c in found) and any(
-        c in MODIFIERS and abs(p - a) <= WINDOW
-        for a, t in found
-        if t == "trace"
-        for p, c in found
-    )
+    mods = sorted((p, c) for p, c in found if c in MODIFIERS)
+    where = [p for p, _ in mods]
+    best: set[str] = set()
+    traced = False
+    anchors = [(p, c) for p, c in found if c in ("trace", "reasoning")]
+    for anchor, concept in anchors:  # the modifiers near it: one slice of the sorted list
+        lo = bisect.bisect_left(where, anchor - WINDOW)
+        hi = bisect.bisect_right(where, anchor + WINDOW)
+        if concept == "trace" and hi > lo:
+            traced = True
+        if hi - lo > len(best):
+            near = {c for _, c in mods[lo:hi]}
+            if len(near) > len(best):
+                best = near
+    n_mods = len(best)
     return (
         float(traced),
         float("reasoning" in names),
         *(float(m in best) for m in MODIFIERS),
-        float(mods >= 2),
-        float(mods >= 3),
+        float(n_mods >= 2),
+        float(n_mods >= 3),
         float(bool(anchors) and "fiction" in names),
     )
 

@@ -4,8 +4,8 @@ Each corpus item is cut into overlapping 8-word shingles of its skeleton (number
 re-filled number still matches); only shingles whose hash falls in a fixed residue class are
 kept (the "0 mod p" sampling of document fingerprinting), at least three per item. A prompt
 matches an item when it contains most of the item's kept shingles, whatever wrapper
-surrounds it. Lookups are one dictionary probe per shingle of the prompt; the index grows by
-`add`, so an operator can extend it with corpora of their own.
+surrounds it. Lookups are one dictionary probe per distinct shingle of the prompt; the index
+grows by `add`, so an operator can extend it with corpora of their own.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ class CorpusIndex:
     def __init__(self, min_containment: float = 0.5) -> None:
         self.min_containment = min_containment
         self._owner: dict[int, int] = {}  # shingle hash -> item number (first owner wins)
-        self._keys = np.zeros(0, dtype=np.uint64)  # the same, as sorted arrays for lookups
-        self._values = np.zeros(0, dtype=np.int64)
+        # kept shingles outside the sampled residue class (items too short to have three in
+        # it): a query probes the dictionary only for shingles in the class or in this array
+        self._extra = np.zeros(0, dtype=np.uint64)
         self._items: list[tuple[str, int, int]] = []  # (corpus, position, kept shingles)
         self._sizes: dict[str, int] = {}
 
@@ -52,6 +53,7 @@ class CorpusIndex:
 
     def add(self, corpus: str, texts: Iterable[str]) -> int:
         added = 0
+        extra: list[int] = []
         for text in texts:
             words = skeleton_words(text, limit=2000)
             if len(words) < SHINGLE:  # too short to tell from a person's own words
@@ -63,6 +65,7 @@ class CorpusIndex:
             number = len(self._items)
             position = self._sizes.get(corpus, 0)
             fresh = 0
+            extra.extend(h for h in kept if h % SAMPLE_MOD and h not in self._owner)
             for h in kept:
                 if h not in self._owner:
                     self._owner[h] = number
@@ -70,28 +73,27 @@ class CorpusIndex:
             self._items.append((corpus, position, max(1, fresh)))
             self._sizes[corpus] = position + 1
             added += 1
-        keys = np.fromiter(self._owner.keys(), dtype=np.uint64, count=len(self._owner))
-        values = np.fromiter(self._owner.values(), dtype=np.int64, count=len(self._owner))
-        order = np.argsort(keys)
-        self._keys, self._values = keys[order], values[order]
+        if extra:
+            self._extra = np.unique(np.concatenate([self._extra, np.array(extra, np.uint64)]))
         return added
 
     def match(self, hashes: np.ndarray) -> CorpusMatch | None:
         """`hashes`: the prompt's word hashes (`word_hashes(skeleton_words(text))`)."""
         if not self._owner or len(hashes) < SHINGLE:
             return None
-        query = shingles(hashes, SHINGLE)
-        keys = self._keys
-        at = np.searchsorted(keys, query)
-        at[at == len(keys)] = 0
-        found = set(at[keys[at] == query].tolist())  # distinct indexed shingles present
-        if not found:
-            return None
-        values = self._values
+        owner = self._owner
         hits: dict[int, int] = {}
-        for position in found:
-            item = int(values[position])
-            hits[item] = hits.get(item, 0) + 1
+        query = shingles(hashes, SHINGLE)
+        sampled = query % np.uint64(SAMPLE_MOD) == 0
+        if self._extra.size:
+            at = np.searchsorted(self._extra, query).clip(max=self._extra.size - 1)
+            sampled |= self._extra[at] == query
+        for h in set(query[sampled].tolist()):  # distinct indexed shingles present
+            item = owner.get(h)
+            if item is not None:
+                hits[item] = hits.get(item, 0) + 1
+        if not hits:
+            return None
         best = max(hits, key=lambda i: (hits[i] / self._items[i][2], -i))
         corpus, position, kept = self._items[best]
         containment = min(1.0, hits[best] / kept)

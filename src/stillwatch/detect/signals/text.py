@@ -48,4 +48,6 @@ def user_turns(body: dict[str, Any]) -> int:
 
 def skeleton_words(text: str, limit: int = 400) -> list[str]:
     """Lower-case words with every number masked as '0': slot-filled numbers look alike."""
-    return _WORD.findall(_DIGITS.sub("0", text[:MAX_CHARS].lower()))[:limit]
+    words = _WORD.findall(text[:MAX_CHARS].lower())
+    del words[limit:]
+    return [w if w.isalpha() else _DIGITS.sub("0", w) for w in words]
