@@ -138,3 +138,32 @@ def test_secrets_load_from_a_string_or_a_file(tmp_path, monkeypatch) -> None:
         MasterKeys.load("1=abcd")
     with pytest.raises(KeyError_):
         MasterKeys.load("1=nothex")
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_green_list_processor_biases_exactly_the_tokens_the_detector_counts(width: int) -> None:
+    """Generation and detection share one hash: the logits the processor raises for a row are
+    the tokens the detector scores green after that row's context, under that row's key; a
+    row without a key is left alone."""
+    torch = pytest.importorskip("torch")
+    from stillwatch.watermark import hashing
+    from stillwatch.watermark.generation import GreenListProcessor
+    from wmsynth import next_context
+
+    scheme = GreenList(width=width)
+    keys = [KEY, None, KEYS.derive(KeyId(1, "acct_0007"))]
+    rng = np.random.default_rng(8)
+    ids = rng.integers(0, 2000, size=(3, 6))
+    proc = GreenListProcessor(scheme, keys, vocab_size=2048)
+    out = proc(torch.tensor(ids), torch.zeros((3, 2000))).numpy()
+    vocab = np.arange(2000, dtype=np.uint64)
+    for row, key in enumerate(keys):
+        if key is None:
+            assert not out[row].any()
+            continue
+        ctx = next_context([int(x) for x in ids[row]], width)
+        keyed = hashing.keyed(hashing.pair_hashes(np.full(2000, ctx), vocab), np.uint64(key))
+        green = keyed < hashing.threshold(scheme.gamma)
+        assert np.array_equal(out[row] > 0, green)
+        assert np.allclose(out[row][green], scheme.delta)
+        assert 0.2 < green.mean() < 0.3

@@ -47,6 +47,12 @@ class _Keyed(LogitsProcessor):
         with np.errstate(over="ignore"):
             return hashing.mix64(hashing.mix64(ctx ^ self._tok) ^ self._salt[row])
 
+    def _vocab_hashes_rows(self, ctx: np.ndarray, rows: list[int]) -> np.ndarray:
+        """The same for several rows at once: shape (len(rows), vocabulary)."""
+        salt = np.array([self._salt[r] for r in rows], dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            return hashing.mix64(hashing.mix64(ctx[rows, None] ^ self._tok) ^ salt[:, None])
+
     def _rows(self, input_ids: torch.Tensor) -> np.ndarray:
         if input_ids.shape[0] != len(self.keys):
             raise ValueError("one key per row of the batch")
@@ -62,9 +68,9 @@ class GreenListProcessor(_Keyed):
         ctx = self._rows(input_ids)
         v = scores.shape[-1]
         shift = np.zeros((scores.shape[0], v), dtype=np.float32)
-        for row, c in enumerate(ctx):
-            if self._salt[row] is not None:
-                shift[row] = self.scheme.logits_shift(self._vocab_hashes(c, row)[:v])
+        rows = [r for r in range(len(ctx)) if self._salt[r] is not None]
+        if rows:
+            shift[rows] = self.scheme.logits_shift(self._vocab_hashes_rows(ctx, rows)[:, :v])
         return scores + torch.from_numpy(shift).to(scores.device, scores.dtype)
 
 
