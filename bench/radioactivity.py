@@ -37,7 +37,7 @@ from stillwatch.watermark.keys import MasterKeys
 from teacher_cache import corpus_prompts, ensure, read
 
 OUT = Path(__file__).parent / "results" / "radioactivity.json"
-OUT_SMALL = Path(__file__).parent / "results" / "radioactivity-small.json"
+OUT_SMALL = Path(__file__).parent / "results" / "radioactivity_small.json"
 FRACTIONS = (0.0, 0.1, 1.0)
 
 

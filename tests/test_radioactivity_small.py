@@ -19,6 +19,7 @@ HAVE_MODEL = all(importlib.util.find_spec(m) for m in ("torch", "transformers", 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.model
 def test_students_trained_on_watermarked_answers_are_caught_and_clean_ones_are_not(
     tmp_path: Path,
