@@ -137,6 +137,7 @@ def _distinct_pairs(
     # rows of a bucket share a width: the counts rounded up by at most an eighth
     step = np.maximum(16, 1 << np.maximum(np.log2(np.maximum(counts, 1)).astype(np.int64) - 3, 0))
     row_width = -(-counts // step) * step
+    low = np.uint64((1 << tok_bits) - 1)
     pairs, ids = [], []
     for w in np.unique(row_width[counts > 0]):
         texts = np.flatnonzero((row_width == w) & (counts > 0))
@@ -152,7 +153,6 @@ def _distinct_pairs(
         new = rows != pad
         new[:, 1:] &= rows[:, 1:] != rows[:, :-1]
         packed = rows[new].astype(np.uint64)
-        low = np.uint64((1 << tok_bits) - 1)
         back = [(packed >> np.uint64(j * tok_bits)) & low for j in range(1, width + 1)]
         pairs.append(hashing.pair_hashes(hashing.context_of(back), packed & low))
         ids.append(np.repeat(texts, new.sum(axis=1)))

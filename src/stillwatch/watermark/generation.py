@@ -24,14 +24,9 @@ from stillwatch.watermark.schemes import GreenList, GumbelMax, Scheme
 def _context_of(input_ids: torch.Tensor, width: int) -> np.ndarray:
     """The detector's context hash of the position after the last token of each row."""
     ids = input_ids[:, -width:].cpu().numpy().astype(np.uint64)
-    ctx = np.zeros(ids.shape[0], dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(1, width + 1):
-            if j > ids.shape[1]:
-                break
-            term = ids[:, -j] + np.uint64(j) * hashing._GOLDEN + np.uint64(1)
-            ctx = hashing.mix64(ctx ^ term)
-    return ctx
+    if ids.shape[1] == 0:
+        return np.zeros(ids.shape[0], dtype=np.uint64)
+    return hashing.context_of([ids[:, -j] for j in range(1, ids.shape[1] + 1)])
 
 
 class _Keyed(LogitsProcessor):
@@ -43,12 +38,9 @@ class _Keyed(LogitsProcessor):
             self._salt = [None if k is None else hashing.mix64(np.uint64(k) + hashing._GOLDEN)
                           for k in keys]
 
-    def _vocab_hashes(self, ctx: np.uint64, row: int) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            return hashing.mix64(hashing.mix64(ctx ^ self._tok) ^ self._salt[row])
-
     def _vocab_hashes_rows(self, ctx: np.ndarray, rows: list[int]) -> np.ndarray:
-        """The same for several rows at once: shape (len(rows), vocabulary)."""
+        """The keyed hash of (context, token) for every token, for the keyed rows of a batch
+        at once: shape (len(rows), vocabulary)."""
         salt = np.array([self._salt[r] for r in rows], dtype=np.uint64)
         with np.errstate(over="ignore"):
             return hashing.mix64(hashing.mix64(ctx[rows, None] ^ self._tok) ^ salt[:, None])
@@ -108,13 +100,15 @@ class GumbelProcessor(_Keyed):
         probs = self._probs(scores)
         out = torch.full_like(scores, float("-inf"))
         p_np = probs.cpu().numpy().astype(np.float64)
-        for row, c in enumerate(ctx):
+        keyed_rows = [r for r in range(len(ctx)) if self._salt[r] is not None]
+        hashes = dict(zip(keyed_rows, self._vocab_hashes_rows(ctx, keyed_rows), strict=True))
+        for row in range(len(ctx)):
             if self.temperature <= 0:
                 choice = int(torch.argmax(scores[row]))
-            elif self._salt[row] is None:
+            elif row not in hashes:
                 choice = int(torch.multinomial(probs[row], 1))
             else:
-                choice = self.scheme.choose(self._vocab_hashes(c, row)[:v], p_np[row])
+                choice = self.scheme.choose(hashes[row][:v], p_np[row])
             out[row, choice] = 0.0
         return out
 
