@@ -25,10 +25,12 @@ from typing import Any
 
 from stillwatch.detect.baselines import NullDetector
 from stillwatch.detect.factory import build_corpus_index, build_detector, load_accounts
+from stillwatch.detect.parallel import default_workers
 from stillwatch.detect.runner import run_detection
 from stillwatch.events import read_events_in_order
 
 ROOT = Path(__file__).resolve().parents[1]
+CHILDREN = ("null", "distillation-no-memo", "distillation", "distillation-workers")
 
 
 def peak_mib() -> float:
@@ -60,6 +62,7 @@ class Timed:
 
             return inner
 
+        self.extractor = self.signals = signals  # what the runner hands its workers
         detector.signals = timed("signals", signals)
         detector._observe = timed("account+risk", observe)
         detector._decision = timed("policy", decision)
@@ -83,7 +86,10 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         detector: Any = NullDetector()
         timed = None
     else:
-        timed = Timed(build_detector(accounts=accounts, index=build_corpus_index(args.corpora)))
+        memo = 0 if args.child == "distillation-no-memo" else 20_000
+        timed = Timed(build_detector(
+            accounts=accounts, index=build_corpus_index(args.corpora), signal_memo=memo,
+        ))
         detector = timed
     start_rss = peak_mib()
     t = time.perf_counter()
@@ -97,12 +103,17 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             if args.limit and n >= args.limit:
                 return
 
-    run_detection(events(), detector)
+    workers = default_workers() if args.child == "distillation-workers" else 0
+    run_detection(events(), detector, workers=workers)
     seconds = time.perf_counter() - t
     out: dict[str, Any] = {
         "detector": args.child,
         "events": n,
         "seconds": seconds,
+        "signal_workers": workers,
+        "workers_peak_rss_mib": (
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers else 0.0
+        ),
         "events_per_s": n / seconds,
         "peak_rss_mib": peak_mib(),
         "rss_before_mib": start_rss,
@@ -122,6 +133,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             "mean": statistics.fmean(decide) / 1000,
         }
         out["campaigns"] = len(timed.d.campaigns)
+        extractor = timed.extractor
+        out["signal_memo_hit_rate"] = extractor.hits / max(1, extractor.hits + extractor.misses)
     return out
 
 
@@ -131,7 +144,7 @@ def main() -> None:
     ap.add_argument("--accounts")
     ap.add_argument("--corpora", default=None)
     ap.add_argument("--limit", type=int, default=0, help="use the first N events only")
-    ap.add_argument("--child", choices=("null", "distillation"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "bench/results/detect_throughput.json"))
     args = ap.parse_args()
     if args.child:
@@ -156,7 +169,8 @@ def main() -> None:
         args.events = f"{tmp.name}/events.jsonl.gz"
         args.accounts = f"{tmp.name}/accounts.jsonl.gz"
     runs = {}
-    for name in ("null", "distillation"):  # baseline first, then the detector, same file
+    # baseline first, then the detector without and with its signal memo, then with workers
+    for name in CHILDREN:
         cmd = [sys.executable, __file__, args.events, "--child", name]
         for flag, value in (
             ("--accounts", args.accounts),
@@ -172,10 +186,13 @@ def main() -> None:
             f"{name:<13} {r['events']:>10,} events {r['seconds']:8.1f} s "
             f"{r['events_per_s']:>9,.0f}/s  peak {r['peak_rss_mib']:,.0f} MiB"
         )
-    d, b = runs["distillation"], runs["null"]
+    d, b, cold = runs["distillation"], runs["null"], runs["distillation-no-memo"]
+    par = runs["distillation-workers"]
     result = {
         **runs,
         "ratio_time_distillation_to_null": d["seconds"] / b["seconds"],
+        "ratio_time_no_memo_to_memo": cold["seconds"] / d["seconds"],
+        "ratio_time_in_line_to_workers": d["seconds"] / par["seconds"],
         "extra_peak_rss_mib": d["peak_rss_mib"] - b["peak_rss_mib"],
         "target_events_per_s": 50_000,
         "target_decide_p99_us": 200,
@@ -185,7 +202,14 @@ def main() -> None:
         f"detector's time; stages (µs/event): "
         + ", ".join(f"{k} {v:.1f}" for k, v in d["stages_us_per_event"].items())
     )
-    print("decide µs: " + ", ".join(f"{k} {v:.1f}" for k, v in d["decide_us"].items()))
+    for name in ("distillation-no-memo", "distillation"):
+        print(f"{name} decide µs: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in runs[name]["decide_us"].items()))
+    print(f"signal memo: hit rate {d['signal_memo_hit_rate']:.1%}; without it detection takes "
+          f"{result['ratio_time_no_memo_to_memo']:.2f}x as long")
+    print(f"signals computed ahead by {par['signal_workers']} worker(s): "
+          f"{par['events_per_s']:,.0f} events/s, {result['ratio_time_in_line_to_workers']:.2f}x "
+          f"the in-line run's speed")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     if tmp is not None:

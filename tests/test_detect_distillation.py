@@ -65,8 +65,8 @@ def test_detects_the_campaigns_with_reasons_and_reruns_byte_identically(
 ) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    detect(log, tmp_path / "a")
-    detect(log, tmp_path / "b")
+    detect(log, tmp_path / "a", "--workers", "0")
+    detect(log, tmp_path / "b", "--workers", "2")  # signals computed ahead: same bytes
     for name in ("verdicts.jsonl", "campaigns.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     labels = {x.account_id: x for x in read_records(log / "labels.jsonl.gz", Label)}
@@ -266,3 +266,20 @@ def test_background_clustering_finds_the_campaign_off_the_event_loop(log: Path) 
     biggest = max(camps, key=lambda c: len(c.accounts))
     assert len(set(biggest.accounts) & hydra) >= 0.9 * len(hydra)
     assert sum(v.flagged for v in verdicts if v.account_id in hydra) >= 0.9 * len(hydra)
+
+
+def test_signals_computed_ahead_by_workers_are_the_signals_computed_in_line(
+    log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stillwatch.detect import parallel
+    from stillwatch.events import read_events_in_order
+
+    monkeypatch.setattr(parallel, "CHUNK", 300)  # many chunks in flight
+    events = list(read_events_in_order(log / "events.jsonl.gz"))
+    ahead = SignalExtractor(memo=len(events))
+    replayed = list(parallel.presignalled(iter(events), ahead, workers=2))
+    assert [e.id for e in replayed] == [e.id for e in events]
+    assert len(ahead._memo) > 100 and ahead.misses == 0  # the workers computed every text
+    in_line = SignalExtractor(memo=0)
+    assert [ahead(e.request) for e in events] == [in_line(e.request) for e in events]
+    assert ahead.misses <= 1  # only an empty text, if any, is computed here

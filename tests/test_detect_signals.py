@@ -110,6 +110,26 @@ def test_corpus_membership_through_wrappers_and_new_numbers() -> None:
     assert SignalExtractor(corpus=index, use_corpus=False)(body(wrapped)).corpus is None
 
 
+def test_remembered_signals_are_the_signals_computed_afresh() -> None:
+    corpora = load_fixtures()
+    index = CorpusIndex()
+    index.add("math", corpora.math[:50])
+    texts = [*corpora.math[:60], *corpora.code[:20], *(p for ps in COERCION.values() for p in ps)]
+    bodies = [body(t) for t in texts] + [body(t, tools=[{}]) for t in texts[:10]]
+    bodies += bodies[::-1]  # every text again, and some with tools: category follows the body
+    fresh = SignalExtractor(corpus=index, memo=0)
+    memo = SignalExtractor(corpus=index, memo=40)  # small enough to evict
+    assert [memo(b) for b in bodies] == [fresh(b) for b in bodies]
+    assert memo.hits > 0 and memo.misses > len(set(texts)) and fresh.hits == 0
+    assert memo(body(texts[0], tools=[{}])).category == "agentic"
+    assert memo(body(texts[0])).category == fresh(body(texts[0])).category != "agentic"
+    # the index grows: a remembered "no match" must not outlive it
+    late = corpora.math[55]
+    assert memo(body(late)).corpus is None
+    index.add("math-more", [late])
+    assert memo(body(late)).corpus is not None
+
+
 def test_parameter_flags() -> None:
     sig = SignalExtractor()(
         body("x", n=4, logprobs=True, temperature=0, max_tokens=8192, tools=[{}])

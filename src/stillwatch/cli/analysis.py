@@ -76,14 +76,23 @@ def detect(
         [], exists=True, dir_okay=False, help="More JSONL prompts for the index (repeatable)."
     ),
     corpus_signal: bool = typer.Option(True, help="Use the corpus-membership signal."),
+    workers: int | None = typer.Option(
+        None, min=0,
+        help="Processes computing request signals ahead (default: one per spare core; 0: "
+        "none). The verdicts are the same for any number.",
+    ),
 ) -> None:
     """Replay a traffic log through a detector in time order and write one verdict per account
     (and the campaigns found), causally: each decision uses only what came before it."""
+    from stillwatch.detect.parallel import default_workers
     from stillwatch.detect.runner import detect_file
 
     spec = DetectorSpec(detector, model, accounts, corpora, list(corpus), corpus_signal)
+    workers = default_workers() if workers is None else workers
     try:
-        verdicts = detect_file(events, out, spec.build(), campaigns_out=campaigns)
+        verdicts = detect_file(
+            events, out, spec.build(), campaigns_out=campaigns, workers=workers
+        )
     except RecordError as exc:
         raise fail(str(exc)) from None
     flagged = sum(v.flagged for v in verdicts)

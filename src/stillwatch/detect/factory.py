@@ -65,6 +65,7 @@ def build_detector(
     index: CorpusIndex | None = None,
     share: Any = None,
     background_clustering: bool = False,
+    signal_memo: int = 20_000,
 ) -> Detector:
     from stillwatch.detect.baselines import DETECTORS
 
@@ -77,7 +78,7 @@ def build_detector(
 
     if use_corpus and index is None:
         index = build_corpus_index(corpora, extra_corpora)
-    signals = SignalExtractor(corpus=index, use_corpus=use_corpus)
+    signals = SignalExtractor(corpus=index, use_corpus=use_corpus, memo=signal_memo)
     from stillwatch.detect.campaigns import BackgroundClusterer
 
     return DistillationDetector(

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from stillwatch.detect.base import Decision, Detector, RequestContext
+from stillwatch.detect.parallel import presignalled
+from stillwatch.detect.signals import SignalExtractor
 from stillwatch.events import (
     ACTIONS,
     Campaign,
@@ -57,9 +59,15 @@ class _AccountState:
     seen_reasons: list[str] = field(default_factory=list)
 
 
-def run_detection(events: Iterable[RequestEvent], detector: Detector) -> list[Verdict]:
+def run_detection(
+    events: Iterable[RequestEvent], detector: Detector, workers: int = 0
+) -> list[Verdict]:
+    """`workers` processes compute the request signals ahead (the verdicts do not change)."""
     accounts: dict[str, _AccountState] = {}
     campaign_of = getattr(detector, "campaign_of", None)
+    extractor = getattr(detector, "signals", None)
+    if workers and isinstance(extractor, SignalExtractor):
+        events = presignalled(events, extractor, workers)
     for event in events:
         account = event.account_id
         if account is None or event.action == "rejected":
@@ -106,8 +114,9 @@ def detect_file(
     out: str | os.PathLike[str],
     detector: Detector,
     campaigns_out: str | os.PathLike[str] | None = None,
+    workers: int = 0,
 ) -> list[Verdict]:
-    verdicts = run_detection(read_events_in_order(events_path), detector)
+    verdicts = run_detection(read_events_in_order(events_path), detector, workers)
     write_records(out, Verdict, verdicts)
     if campaigns_out is not None:
         records = getattr(detector, "campaign_records", list)()

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from stillwatch.detect.signals.capability import CATEGORIES, capability
+from stillwatch.detect.signals.capability import CATEGORIES, text_capability, uses_tools
 from stillwatch.detect.signals.coercion import CoercionModel
 from stillwatch.detect.signals.corpus_index import CorpusIndex, CorpusMatch
 from stillwatch.detect.signals.hashing import word_hashes
@@ -21,6 +23,7 @@ __all__ = [
     "CorpusMatch",
     "RequestSignals",
     "SignalExtractor",
+    "TextSignals",
 ]
 
 
@@ -57,32 +60,89 @@ class RequestSignals:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class TextSignals:
+    """What a prompt's text alone decides: the part of the signals worth remembering, and
+    what offline workers compute ahead (`stillwatch.detect.parallel`)."""
+
+    coercion: float
+    concepts: frozenset[str]
+    category: str
+    template: tuple[int, ...]
+    corpus: CorpusMatch | None
+
+
 class SignalExtractor:
     """Holds what the signals need (coercion model, corpus index); `use_corpus=False` switches
-    the corpus-membership signal off, for the ablation the evaluation reports."""
+    the corpus-membership signal off, for the ablation the evaluation reports.
+
+    The same prompt text recurs (retries, one benchmark run by many users, a corpus harvested
+    by many accounts, an app's fixed prompts), so the text's signals are remembered for the
+    last `memo` distinct texts (least recently used first out; 0 turns it off). The memo
+    returns exactly what computing afresh would; `hits` and `misses` count its use."""
 
     def __init__(
         self,
         coercion: CoercionModel | None = None,
         corpus: CorpusIndex | None = None,
         use_corpus: bool = True,
+        memo: int = 20_000,
     ) -> None:
         self.coercion = coercion or CoercionModel.load()
         self.corpus = corpus if use_corpus else None
+        self.memo = memo
+        self._memo: OrderedDict[str, TextSignals] = OrderedDict()
+        self._indexed = len(self.corpus) if self.corpus is not None else 0
+        self.hits = 0
+        self.misses = 0
 
     def __call__(self, body: dict[str, Any]) -> RequestSignals:
         text = newest_user_text(body)
-        words = skeleton_words(text)
-        hashes = word_hashes(words)
-        score, found = self.coercion.score(text) if text else (0.0, frozenset())
+        if self.corpus is not None and len(self.corpus) != self._indexed:
+            self._memo.clear()  # the index grew: remembered corpus matches may be stale
+            self._indexed = len(self.corpus)
+        known = self._memo.get(text)
+        if known is None:
+            self.misses += 1
+            known = self.text_signals(text)
+            self._remember(text, known)
+        else:
+            self.hits += 1
+            self._memo.move_to_end(text)
         return RequestSignals(
-            coercion=score,
-            coercion_flag=score >= self.coercion.threshold,
-            coercion_concepts=found,
-            category=capability(body, words),
-            template=template_minhash(hashes),
-            corpus=self.corpus.match(hashes) if self.corpus is not None else None,
+            coercion=known.coercion,
+            coercion_flag=known.coercion >= self.coercion.threshold,
+            coercion_concepts=known.concepts,
+            category="agentic" if uses_tools(body) else known.category,
+            template=known.template,
+            corpus=known.corpus,
             params=parameter_flags(body),
             user_turns=user_turns(body),
             chars=len(text),
+        )
+
+    def remembers(self, text: str) -> bool:
+        return text in self._memo
+
+    def prime(self, computed: Iterable[tuple[str, TextSignals]]) -> None:
+        """Remember signals computed elsewhere (by `text_signals`, in a worker)."""
+        for text, known in computed:
+            self._remember(text, known)
+
+    def _remember(self, text: str, known: TextSignals) -> None:
+        if self.memo:
+            self._memo[text] = known
+            if len(self._memo) > self.memo:
+                self._memo.popitem(last=False)
+
+    def text_signals(self, text: str) -> TextSignals:
+        words = skeleton_words(text)
+        hashes = word_hashes(words)
+        score, found = self.coercion.score(text) if text else (0.0, frozenset())
+        return TextSignals(
+            coercion=score,
+            concepts=found,
+            category=text_capability(words),
+            template=template_minhash(hashes),
+            corpus=self.corpus.match(hashes) if self.corpus is not None else None,
         )

@@ -102,14 +102,17 @@ _MATH = frozenset(
 )
 
 
-def capability(body: dict[str, Any], words: list[str]) -> str:
+def uses_tools(body: dict[str, Any]) -> bool:
+    """Tool schemas or tool results in the request: agentic whatever the words say."""
     if body.get("tools") or body.get("functions"):
-        return "agentic"
+        return True
     messages = body.get("messages")
-    if isinstance(messages, list) and any(
+    return isinstance(messages, list) and any(
         isinstance(m, dict) and m.get("role") == "tool" for m in messages
-    ):
-        return "agentic"
+    )
+
+
+def text_capability(words: list[str]) -> str:
     head = words[:300]
     vocab = set(head)
     if vocab & _GRADING and vocab & _GRADED:
