@@ -128,6 +128,8 @@ def test_remembered_signals_are_the_signals_computed_afresh() -> None:
     assert memo(body(late)).corpus is None
     index.add("math-more", [late])
     assert memo(body(late)).corpus is not None
+    odd = body("a lone surrogate \ud800 from a JSON escape, and more words here")
+    assert memo(odd) == memo(odd) == fresh(odd)
 
 
 def test_parameter_flags() -> None:

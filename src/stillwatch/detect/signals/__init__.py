@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,6 +61,11 @@ class RequestSignals:
         }
 
 
+def _digest(text: str) -> bytes:
+    """The memo's key: 16 bytes whatever the prompt's length (lone surrogates allowed)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 @dataclass(frozen=True, slots=True)
 class TextSignals:
     """What a prompt's text alone decides: the part of the signals worth remembering, and
@@ -91,7 +97,7 @@ class SignalExtractor:
         self.coercion = coercion or CoercionModel.load()
         self.corpus = corpus if use_corpus else None
         self.memo = memo
-        self._memo: OrderedDict[str, TextSignals] = OrderedDict()
+        self._memo: OrderedDict[bytes, TextSignals] = OrderedDict()  # by digest: bounded
         self._indexed = len(self.corpus) if self.corpus is not None else 0
         self.hits = 0
         self.misses = 0
@@ -101,14 +107,15 @@ class SignalExtractor:
         if self.corpus is not None and len(self.corpus) != self._indexed:
             self._memo.clear()  # the index grew: remembered corpus matches may be stale
             self._indexed = len(self.corpus)
-        known = self._memo.get(text)
+        digest = _digest(text)
+        known = self._memo.get(digest)
         if known is None:
             self.misses += 1
             known = self.text_signals(text)
-            self._remember(text, known)
+            self._remember(digest, known)
         else:
             self.hits += 1
-            self._memo.move_to_end(text)
+            self._memo.move_to_end(digest)
         return RequestSignals(
             coercion=known.coercion,
             coercion_flag=known.coercion >= self.coercion.threshold,
@@ -122,16 +129,16 @@ class SignalExtractor:
         )
 
     def remembers(self, text: str) -> bool:
-        return text in self._memo
+        return _digest(text) in self._memo
 
     def prime(self, computed: Iterable[tuple[str, TextSignals]]) -> None:
         """Remember signals computed elsewhere (by `text_signals`, in a worker)."""
         for text, known in computed:
-            self._remember(text, known)
+            self._remember(_digest(text), known)
 
-    def _remember(self, text: str, known: TextSignals) -> None:
+    def _remember(self, digest: bytes, known: TextSignals) -> None:
         if self.memo:
-            self._memo[text] = known
+            self._memo[digest] = known
             if len(self._memo) > self.memo:
                 self._memo.popitem(last=False)
 
