@@ -81,6 +81,7 @@ def train(model, seqs: list[list[int]], *, epochs: int, lr: float, batch: int, s
     rng = np.random.default_rng(seed)
     model.train()
     loss_v = float("nan")
+    done, t0 = 0, time.time()
     for _ in range(epochs):
         order = rng.permutation(len(seqs))
         for b in range(0, len(seqs), batch):
@@ -100,6 +101,11 @@ def train(model, seqs: list[list[int]], *, epochs: int, lr: float, batch: int, s
             opt.step()
             sched.step()
             loss_v = float(loss)
+            done += 1
+            if done % 5 == 0 or done == steps:
+                rate = (time.time() - t0) / done
+                print(f"  step {done}/{steps} loss {loss_v:.3f} ({rate:.1f} s/step)",
+                      file=sys.stderr, flush=True)
     model.eval()
     return loss_v
 

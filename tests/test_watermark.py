@@ -167,3 +167,24 @@ def test_green_list_processor_biases_exactly_the_tokens_the_detector_counts(widt
         assert np.array_equal(out[row] > 0, green)
         assert np.allclose(out[row][green], scheme.delta)
         assert 0.2 < green.mean() < 0.3
+
+
+def test_schemes_are_chosen_by_name_or_settings_and_bad_settings_are_refused() -> None:
+    from stillwatch.watermark.schemes import scheme_from
+
+    assert scheme_from("gumbel") == GumbelMax()
+    assert scheme_from({"name": "greenlist", "delta": 3.0}) == GreenList(delta=3.0)
+    with pytest.raises(ValueError, match=r"takes .*delta"):
+        scheme_from({"name": "greenlist", "bias": 3.0})
+    with pytest.raises(ValueError, match="unknown watermark scheme"):
+        scheme_from("sepia")
+
+
+def test_upstream_refuses_a_bad_scheme_before_loading_the_model() -> None:
+    from typer.testing import CliRunner
+
+    from stillwatch.cli.main import app
+
+    r = CliRunner().invoke(app, ["upstream", "--backend", "smollm2", "--scheme", "gumbel",
+                                 "--delta", "3"])
+    assert r.exit_code != 0 and "takes" in r.output and "Traceback" not in r.output

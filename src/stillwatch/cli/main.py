@@ -111,6 +111,10 @@ def upstream_cmd(
         "gateway chooses watermark keys.",
     ),
     scheme: str = typer.Option("greenlist", help="smollm2: watermark scheme, greenlist or gumbel."),
+    delta: float | None = typer.Option(
+        None, help="smollm2, greenlist: the bias added to green logits (default 2; 3 gives "
+        "stronger evidence at a perplexity cost, see docs/attribution.md).",
+    ),
     secrets: str | None = typer.Option(
         None, help="smollm2: watermark master secrets (default: $STILLWATCH_WATERMARK_SECRETS)."
     ),
@@ -141,7 +145,7 @@ def upstream_cmd(
             asgi = build_smollm2_app(
                 token=_upstream_token(token_file),
                 keys=MasterKeys.load(secrets),
-                scheme=scheme,
+                scheme=scheme if delta is None else {"name": scheme, "delta": delta},
                 threads=threads,
             )
         except (ModelUnavailable, KeyError_, ValueError) as exc:

@@ -419,13 +419,17 @@ def build_local_app(server: LocalModelServer) -> Starlette:
 
 
 def build_smollm2_app(
-    *, token: str | None, keys: MasterKeys | None = None, scheme: str = "greenlist",
-    threads: int | None = None,
+    *, token: str | None, keys: MasterKeys | None = None,
+    scheme: str | dict[str, Any] = "greenlist", threads: int | None = None,
 ) -> Starlette:
     from stillwatch.watermark.model import load_smollm2
 
+    chosen = scheme_from(scheme)  # a bad scheme fails before the model is loaded
     lm = load_smollm2(threads=threads)
-    engine = TransformersEngine(lm, scheme_from(scheme))
+    name = scheme if isinstance(scheme, str) else str(scheme.get("name", "greenlist"))
     return build_local_app(
-        LocalModelServer(engine, keys or MasterKeys.load(), token=token, scheme_name=scheme)
+        LocalModelServer(
+            TransformersEngine(lm, chosen), keys or MasterKeys.load(), token=token,
+            scheme_name=name,
+        )
     )

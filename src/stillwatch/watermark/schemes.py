@@ -15,7 +15,7 @@ and both give exact p-values (no normal approximation in the tails).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -114,8 +114,15 @@ def scheme_from(spec: dict[str, Any] | str | None) -> Scheme:
         spec = {"name": spec}
     spec = dict(spec)
     name = spec.pop("name", "greenlist")
-    if name == "greenlist":
-        return GreenList(**spec)
-    if name == "gumbel":
-        return GumbelMax(**spec)
-    raise ValueError(f"unknown watermark scheme {name!r} (greenlist or gumbel)")
+    kinds: dict[str, type[GreenList] | type[GumbelMax]] = {
+        "greenlist": GreenList, "gumbel": GumbelMax,
+    }
+    if name not in kinds:
+        raise ValueError(f"unknown watermark scheme {name!r} (greenlist or gumbel)")
+    try:
+        return kinds[name](**spec)
+    except TypeError:
+        known = ", ".join(f.name for f in fields(kinds[name]))
+        raise ValueError(
+            f"watermark scheme {name!r} takes {known}; got {', '.join(sorted(spec))}"
+        ) from None
