@@ -204,6 +204,9 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, help="teacher cache of the small run "
                     "(default bench/.cache/teacher-small)")
     ap.add_argument("--lora-epochs", type=int, default=1)
+    ap.add_argument("--lora-lr", type=float, default=1e-3)
+    ap.add_argument("--fractions", default="0,0.1,1",
+                    help="watermarked shares to train students on")
     ap.add_argument("--tiny-epochs", type=int, default=20)
     ap.add_argument(
         "--check", action="store_true",
@@ -254,8 +257,9 @@ def main() -> None:
         vocab = CompactVocab(seen, lm.vocab_size,
                              (lm.tokenizer.pad_token_id, lm.tokenizer.eos_token_id))
     results = []
+    fractions = [float(f) for f in args.fractions.split(",")]
     for student in students:
-        for frac in FRACTIONS:
+        for frac in fractions:
             t0 = time.time()
             data = mixture(wm, clean, frac, n_train, seed=1)
             seqs = sequences(data, lm.tokenizer, max_len)
@@ -269,7 +273,8 @@ def main() -> None:
                 loss = train(model, fit_on, epochs=epochs_tiny, lr=3e-3, batch=8, seed=2)
             else:
                 model = lora_smollm2(lm)
-                loss = train(model, seqs, epochs=args.lora_epochs, lr=1e-3, batch=8, seed=2)
+                loss = train(model, seqs, epochs=args.lora_epochs, lr=args.lora_lr, batch=8,
+                             seed=2)
                 model = model.merge_and_unload()
             params = sum(p.numel() for p in model.parameters())
             pad = lm.tokenizer.pad_token_id
@@ -290,6 +295,7 @@ def main() -> None:
                 "generated_p": generated.p_value, "generated_scored": generated.scored,
                 "generated_green_share": generated.statistic / max(generated.scored, 1),
                 "seconds": round(time.time() - t0, 1),
+                "epochs": epochs_tiny if student == "tiny" else args.lora_epochs,
             }
             results.append(row)
             print(
