@@ -41,29 +41,37 @@ def presignalled(
 ) -> Iterator[RequestEvent]:
     """`events`, unchanged and in order, with their text signals computed by `workers`
     processes shortly before each is yielded. `workers` < 1 yields them as they are."""
-    if workers < 1 or "fork" not in multiprocessing.get_all_start_methods():
-        yield from events
+    if workers < 1 or not extractor.memo or "fork" not in multiprocessing.get_all_start_methods():
+        yield from events  # nothing to compute ahead into, or no way to share the index
         return
     global _EXTRACTOR
     _EXTRACTOR = extractor
     ctx = multiprocessing.get_context("fork")
-    pending: deque[tuple[list[RequestEvent], list[str], object]] = deque()
-    with ctx.Pool(workers) as pool:
-        for chunk in _chunks(events, CHUNK):
-            texts = sorted({t for t in map(_text, chunk) if t and not extractor.remembers(t)})
-            pending.append((chunk, texts, pool.apply_async(_compute, (texts,))))
-            if len(pending) >= AHEAD * workers:
+    pending: deque[tuple[list[RequestEvent], list[bytes], object]] = deque()
+    try:
+        with ctx.Pool(workers) as pool:
+            for chunk in _chunks(events, CHUNK):
+                missing: dict[bytes, str] = {}  # digest -> text, each text once
+                for text in map(_text, chunk):
+                    if text:
+                        key = extractor.key(text)
+                        if key not in missing and not extractor.remembers(key):
+                            missing[key] = text
+                task = pool.apply_async(_compute, (list(missing.values()),))
+                pending.append((chunk, list(missing), task))
+                if len(pending) >= AHEAD * workers:
+                    yield from _replay(pending.popleft(), extractor)
+            while pending:
                 yield from _replay(pending.popleft(), extractor)
-        while pending:
-            yield from _replay(pending.popleft(), extractor)
-    _EXTRACTOR = None
+    finally:
+        _EXTRACTOR = None
 
 
 def _replay(
-    item: tuple[list[RequestEvent], list[str], object], extractor: SignalExtractor
+    item: tuple[list[RequestEvent], list[bytes], object], extractor: SignalExtractor
 ) -> Iterator[RequestEvent]:
-    chunk, texts, result = item
-    extractor.prime(zip(texts, result.get(), strict=True))  # type: ignore[attr-defined]
+    chunk, keys, result = item
+    extractor.prime(zip(keys, result.get(), strict=True))  # type: ignore[attr-defined]
     yield from chunk
 
 

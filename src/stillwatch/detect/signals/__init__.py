@@ -107,6 +107,9 @@ class SignalExtractor:
         if self.corpus is not None and len(self.corpus) != self._indexed:
             self._memo.clear()  # the index grew: remembered corpus matches may be stale
             self._indexed = len(self.corpus)
+        if not self.memo:
+            self.misses += 1
+            return self._request_signals(body, text, self.text_signals(text))
         digest = _digest(text)
         known = self._memo.get(digest)
         if known is None:
@@ -116,6 +119,11 @@ class SignalExtractor:
         else:
             self.hits += 1
             self._memo.move_to_end(digest)
+        return self._request_signals(body, text, known)
+
+    def _request_signals(
+        self, body: dict[str, Any], text: str, known: TextSignals
+    ) -> RequestSignals:
         return RequestSignals(
             coercion=known.coercion,
             coercion_flag=known.coercion >= self.coercion.threshold,
@@ -128,19 +136,21 @@ class SignalExtractor:
             chars=len(text),
         )
 
-    def remembers(self, text: str) -> bool:
-        return _digest(text) in self._memo
+    key = staticmethod(_digest)  # what the memo is keyed by
 
-    def prime(self, computed: Iterable[tuple[str, TextSignals]]) -> None:
-        """Remember signals computed elsewhere (by `text_signals`, in a worker)."""
-        for text, known in computed:
-            self._remember(_digest(text), known)
+    def remembers(self, key: bytes) -> bool:
+        return key in self._memo
+
+    def prime(self, computed: Iterable[tuple[bytes, TextSignals]]) -> None:
+        """Remember signals computed elsewhere (by `text_signals`, in a worker), by `key`."""
+        if self.memo:
+            for key, known in computed:
+                self._remember(key, known)
 
     def _remember(self, digest: bytes, known: TextSignals) -> None:
-        if self.memo:
-            self._memo[digest] = known
-            if len(self._memo) > self.memo:
-                self._memo.popitem(last=False)
+        self._memo[digest] = known
+        if len(self._memo) > self.memo:
+            self._memo.popitem(last=False)
 
     def text_signals(self, text: str) -> TextSignals:
         words = skeleton_words(text)
