@@ -229,7 +229,7 @@ def main() -> None:
 
         teacher_cache.CACHE = args.cache or teacher_cache.CACHE.parent / "teacher-small"
         teacher_cache.MAX_NEW = 96
-        n_train, students, n_audit, epochs_tiny, max_len = 48, ["tiny"], 24, 30, 160
+        n_train, students, n_audit, epochs_tiny, max_len = 48, ["tiny"], 64, 30, 160
         wm = ensure("greenlist", n_train, batch=24)
         clean = ensure("none", n_train, batch=24)
     else:
