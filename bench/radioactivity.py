@@ -160,7 +160,8 @@ def lora_smollm2(lm):
 
 
 def student_answers(
-    model, lm, prompts: list[str], max_new: int, seed: int, vocab: CompactVocab | None = None
+    model, lm, prompts: list[str], max_new: int, seed: int, vocab: CompactVocab | None = None,
+    temperature: float = 1.0,
 ) -> list[np.ndarray]:
     import torch
 
@@ -186,7 +187,7 @@ def student_answers(
         with torch.inference_mode():
             gen = model.generate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=True,
-                temperature=1.0, top_k=0, top_p=1.0, pad_token_id=pad, eos_token_id=eos,
+                temperature=temperature, top_k=0, top_p=1.0, pad_token_id=pad, eos_token_id=eos,
             )
         for row in gen[:, width:].tolist():
             row = row[: row.index(eos)] if eos in row else row
@@ -208,6 +209,13 @@ def main() -> None:
     ap.add_argument("--fractions", default="0,0.1,1",
                     help="watermarked shares to train students on")
     ap.add_argument("--tiny-epochs", type=int, default=20)
+    ap.add_argument(
+        "--gen-temperatures", default="1.0",
+        help="sampling temperatures of the students' generated answers; the first is the "
+             "one the check and the table use, the others are reported beside it",
+    )
+    ap.add_argument("--save-students", type=Path,
+                    help="directory to keep each LoRA adapter in, for later audits")
     ap.add_argument(
         "--check", action="store_true",
         help="exit 1 unless p > 0.01 at 0%% and p < 1e-5 at 100%% in both modes",
@@ -258,6 +266,7 @@ def main() -> None:
                              (lm.tokenizer.pad_token_id, lm.tokenizer.eos_token_id))
     results = []
     fractions = [float(f) for f in args.fractions.split(",")]
+    temperatures = [float(t) for t in args.gen_temperatures.split(",")]
     for student in students:
         for frac in fractions:
             t0 = time.time()
@@ -275,16 +284,22 @@ def main() -> None:
                 model = lora_smollm2(lm)
                 loss = train(model, seqs, epochs=args.lora_epochs, lr=args.lora_lr, batch=8,
                              seed=2)
+                if args.save_students:
+                    model.save_pretrained(args.save_students / f"lora-{frac:g}")
                 model = model.merge_and_unload()
             params = sum(p.numel() for p in model.parameters())
             pad = lm.tokenizer.pad_token_id
             predictor = (vocab.predictor(model, pad) if vocab and student == "tiny"
                          else torch_predictor(model, pad_id=pad))
             reading = audit_reading(predictor, ours, scheme, key)
-            gen = student_answers(model, lm, held_out, 128, seed=3,
-                                  vocab=vocab if student == "tiny" else None)
             shown = [np.asarray(lm.tokenizer(p)["input_ids"], dtype=np.uint64) for p in held_out]
-            generated = audit_generated(gen, scheme, key, shown=shown)
+            by_temperature = {}
+            for temperature in temperatures:
+                gen = student_answers(model, lm, held_out, 128, seed=3,
+                                      vocab=vocab if student == "tiny" else None,
+                                      temperature=temperature)
+                by_temperature[temperature] = audit_generated(gen, scheme, key, shown=shown)
+            generated = by_temperature[temperatures[0]]
             wm_tokens = sum(len(r["ids"]) for r in data if r["wm"])
             row = {
                 "student": student, "params": params, "watermarked_share": frac,
@@ -294,6 +309,12 @@ def main() -> None:
                 "reading_green_share": reading.statistic / max(reading.scored, 1),
                 "generated_p": generated.p_value, "generated_scored": generated.scored,
                 "generated_green_share": generated.statistic / max(generated.scored, 1),
+                "generated_temperature": temperatures[0],
+                "generated_by_temperature": {
+                    f"{t:g}": {"p": a.p_value, "scored": a.scored,
+                               "green_share": a.statistic / max(a.scored, 1)}
+                    for t, a in by_temperature.items()
+                },
                 "seconds": round(time.time() - t0, 1),
                 "epochs": epochs_tiny if student == "tiny" else args.lora_epochs,
             }
@@ -306,6 +327,10 @@ def main() -> None:
                 f"{row['seconds']:.0f}s",
                 flush=True,
             )
+            for t, a in list(by_temperature.items())[1:]:
+                print(f"      generated at temperature {t:g}: p {a.p_value:9.2e} "
+                      f"({a.scored} pairs, green {a.statistic / max(a.scored, 1):.3f})",
+                      flush=True)
             args.out.parent.mkdir(exist_ok=True)
             args.out.write_text(json.dumps({"small": args.small, "rows": results}, indent=2))
     print(f"total {time.time() - t_start:.0f}s; wrote {args.out}")

@@ -169,6 +169,35 @@ def test_green_list_processor_biases_exactly_the_tokens_the_detector_counts(widt
         assert 0.2 < green.mean() < 0.3
 
 
+def test_gumbel_keys_each_context_once_per_answer_so_answers_do_not_loop() -> None:
+    """A flat 40-token "model" under width 1: the first visit of a context takes the keyed
+    argmax the detector scores; a context met again is sampled, so one context is followed by
+    several tokens (a keyed choice on every visit would make the answer a cycle)."""
+    torch = pytest.importorskip("torch")
+    from stillwatch.watermark import hashing
+    from stillwatch.watermark.generation import GumbelProcessor
+    from wmsynth import next_context
+
+    torch.manual_seed(0)
+    scheme, v = GumbelMax(), 40
+    proc = GumbelProcessor(scheme, [KEY], vocab_size=v)
+    seq = [3]
+    visits: dict[int, list[int]] = {}
+    for _ in range(400):
+        out = proc(torch.tensor([seq]), torch.zeros((1, v)))
+        token = int(out[0].argmax())
+        assert out[0, token] == 0 and torch.isinf(out[0]).sum() == v - 1
+        visits.setdefault(seq[-1], []).append(token)
+        seq.append(token)
+    vocab = np.arange(v, dtype=np.uint64)
+    for prev, followers in visits.items():
+        ctx = next_context([prev], 1)
+        keyed = hashing.keyed(hashing.pair_hashes(np.full(v, ctx), vocab), np.uint64(KEY))
+        assert followers[0] == int(np.argmax(hashing.unit(keyed)))  # the keyed first visit
+    assert max(len(set(f)) for f in visits.values()) > 3  # recurring contexts are sampled
+    assert score(np.array(seq, dtype=np.uint64), scheme, KEY)[0].p_value < 1e-6
+
+
 def test_schemes_are_chosen_by_name_or_settings_and_bad_settings_are_refused() -> None:
     from stillwatch.watermark.schemes import scheme_from
 

@@ -68,7 +68,12 @@ class GreenListProcessor(_Keyed):
 
 class GumbelProcessor(_Keyed):
     """Picks argmax r ** (1/p) under the temperature and top-p of the request; rows without a
-    key are sampled from p with torch's generator."""
+    key are sampled from p with torch's generator.
+
+    The keyed choice is a function of (key, context, p): a context met again in the same
+    answer would pick the same token again and the answer would loop. So each context is
+    keyed once per answer; when it recurs, the token is sampled from p instead. The detector
+    needs no change: it counts each (context, token) pair once anyway."""
 
     scheme: GumbelMax
 
@@ -83,6 +88,7 @@ class GumbelProcessor(_Keyed):
         super().__init__(scheme, keys, vocab_size)
         self.temperature = temperature
         self.top_p = top_p
+        self._seen: list[set[int]] = [set() for _ in keys]  # contexts keyed so far, per row
 
     def _probs(self, scores: torch.Tensor) -> torch.Tensor:
         probs = torch.softmax(scores.float() / max(self.temperature, 1e-6), dim=-1)
@@ -100,7 +106,11 @@ class GumbelProcessor(_Keyed):
         probs = self._probs(scores)
         out = torch.full_like(scores, float("-inf"))
         p_np = probs.cpu().numpy().astype(np.float64)
-        keyed_rows = [r for r in range(len(ctx)) if self._salt[r] is not None]
+        keyed_rows = []
+        for r in range(len(ctx)):
+            if self._salt[r] is not None and int(ctx[r]) not in self._seen[r]:
+                self._seen[r].add(int(ctx[r]))
+                keyed_rows.append(r)
         hashes = dict(zip(keyed_rows, self._vocab_hashes_rows(ctx, keyed_rows), strict=True))
         for row in range(len(ctx)):
             if self.temperature <= 0:
