@@ -327,10 +327,9 @@ def main() -> None:
                 f"{row['seconds']:.0f}s",
                 flush=True,
             )
-            for t, a in list(by_temperature.items())[1:]:
-                print(f"      generated at temperature {t:g}: p {a.p_value:9.2e} "
-                      f"({a.scored} pairs, green {a.statistic / max(a.scored, 1):.3f})",
-                      flush=True)
+            for t, a in list(row["generated_by_temperature"].items())[1:]:
+                print(f"      generated at temperature {t}: p {a['p']:9.2e} "
+                      f"({a['scored']} pairs, green {a['green_share']:.3f})", flush=True)
             args.out.parent.mkdir(exist_ok=True)
             args.out.write_text(json.dumps({"small": args.small, "rows": results}, indent=2))
     print(f"total {time.time() - t_start:.0f}s; wrote {args.out}")
