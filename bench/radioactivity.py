@@ -8,7 +8,9 @@ a Llama-style model of at most 10M parameters from scratch with SmolLM2's tokeni
 embedding table holding only the ids its data uses), and a
 LoRA fine-tune of SmolLM2. `stillwatch.watermark.audit` then tests each student in reading
 mode (our watermarked answers fed to it) and from its generated text alone (answers to prompts
-it was not trained on, with the prompts' pairs filtered).
+it was not trained on, with the prompts' pairs filtered). The LoRA student, a fine-tune of a
+public model, is also read against that model (`boosted_tokens`: the token among SmolLM2's ten
+most likely that the student raised most).
 
     python bench/radioactivity.py                 # from the cache, both students
     python bench/radioactivity.py --small --check # the CI version (about 5 minutes): a small
@@ -292,6 +294,12 @@ def main() -> None:
             predictor = (vocab.predictor(model, pad) if vocab and student == "tiny"
                          else torch_predictor(model, pad_id=pad))
             reading = audit_reading(predictor, ours, scheme, key)
+            # a fine-tune of a public model: read it against that model too
+            against = (
+                audit_reading(torch_predictor(model, pad_id=pad, reference=lm.model), ours,
+                              scheme, key, against_reference=True)
+                if student == "lora" else None
+            )
             shown = [np.asarray(lm.tokenizer(p)["input_ids"], dtype=np.uint64) for p in held_out]
             by_temperature = {}
             for temperature in temperatures:
@@ -307,6 +315,11 @@ def main() -> None:
                 "watermarked_tokens": wm_tokens, "final_loss": loss,
                 "reading_p": reading.p_value, "reading_scored": reading.scored,
                 "reading_green_share": reading.statistic / max(reading.scored, 1),
+                "reading_vs_reference_p": against.p_value if against else None,
+                "reading_vs_reference_scored": against.scored if against else None,
+                "reading_vs_reference_green_share": (
+                    against.statistic / max(against.scored, 1) if against else None
+                ),
                 "generated_p": generated.p_value, "generated_scored": generated.scored,
                 "generated_green_share": generated.statistic / max(generated.scored, 1),
                 "generated_temperature": temperatures[0],
@@ -327,6 +340,10 @@ def main() -> None:
                 f"{row['seconds']:.0f}s",
                 flush=True,
             )
+            if against is not None:
+                print(f"      reading against SmolLM2 (the most raised of its top 10): p "
+                      f"{against.p_value:9.2e} ({against.scored} pairs, green "
+                      f"{row['reading_vs_reference_green_share']:.3f})", flush=True)
             for t, a in list(row["generated_by_temperature"].items())[1:]:
                 print(f"      generated at temperature {t}: p {a['p']:9.2e} "
                       f"({a['scored']} pairs, green {a['green_share']:.3f})", flush=True)

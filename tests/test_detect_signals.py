@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 from stillwatch.cli.main import app
@@ -165,3 +166,29 @@ def test_signals_command(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     r = CliRunner().invoke(app, ["signals", str(tmp_path / "bad.jsonl")])
     assert r.exit_code != 0 and "bad.jsonl:1" in r.output
+
+
+def test_shingles_are_the_polynomial_of_their_words_at_every_width():
+    """The wide windows' prefix-sum path and the narrow windows' direct path both give
+    sum(h[i + j] * B**(w - 1 - j)) mod 2**64, then the mix: checked against Python integers."""
+    from stillwatch.detect.signals.hashing import shingles
+
+    rng = np.random.default_rng(3)
+    mask = (1 << 64) - 1
+
+    def mix(x: int) -> int:
+        x ^= x >> 29
+        x = x * 0xBF58476D1CE4E5B9 & mask
+        return x ^ (x >> 32)
+
+    for n in (1, 2, 7, 8, 9, 40, 2500):
+        h = rng.integers(0, 1 << 62, n, dtype=np.uint64)
+        for width in (3, 8):
+            w = min(width, n)
+            expected = []
+            for i in range(n - w + 1):
+                acc = 0
+                for j in range(w):
+                    acc = (acc * 0x100000001B3 + int(h[i + j])) & mask
+                expected.append(mix(acc))
+            assert shingles(h, width).tolist() == expected, (n, width)

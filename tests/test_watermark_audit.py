@@ -4,6 +4,7 @@ model is not, even one that copies the (watermarked) text it is fed."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from stillwatch.watermark import GreenList, GumbelMax, hashing
 from stillwatch.watermark.audit import audit_generated, audit_reading
@@ -96,3 +97,52 @@ def test_gumbel_audit_uses_its_own_statistic() -> None:
     texts = [watermarked(150, GumbelMax(), KEY, rng) for _ in range(5)]
     assert audit_generated(texts, GumbelMax(), KEY).p_value < 1e-10
     assert audit_generated([random_tokens(600, rng)], GumbelMax(), KEY).p_value > 0.001
+
+
+def _fine_tune(bias: float, rng: np.random.Generator, vocab: int = 1000):
+    """A public reference model and a fine-tune of it that raised every green token's logit
+    by `bias` (training on our text), plus noise of its own: (suspect, reference) predictors
+    of the top-1 and the most-raised rules, over the same logits."""
+    torch = pytest.importorskip("torch")
+    from stillwatch.watermark.audit import boosted_tokens
+
+    def logits(group: list[np.ndarray]):
+        ref, sus = [], []
+        for toks in group:
+            r = rng.normal(0.0, 3.0, size=(len(toks), vocab))
+            green = np.zeros_like(r)
+            for t in range(len(toks)):
+                ctx = next_context([int(x) for x in toks[: t + 1]], SCHEME.width)
+                h = hashing.keyed(
+                    hashing.pair_hashes(np.full(vocab, ctx), np.arange(vocab, dtype=np.uint64)),
+                    np.uint64(KEY),
+                )
+                green[t] = h < hashing.threshold(SCHEME.gamma)
+            ref.append(torch.tensor(r))
+            sus.append(torch.tensor(r + bias * green + rng.normal(0.0, 0.2, size=r.shape)))
+        return ref, sus
+
+    def top1(group: list[np.ndarray]) -> list[np.ndarray]:
+        _, sus = logits(group)
+        return [s.argmax(-1).numpy().astype(np.uint64) for s in sus]
+
+    def raised(group: list[np.ndarray]) -> list[np.ndarray]:
+        ref, sus = logits(group)
+        pairs = zip(sus, ref, strict=True)
+        return [boosted_tokens(s, r).numpy().astype(np.uint64) for s, r in pairs]
+
+    return top1, raised
+
+
+def test_reading_against_the_reference_sees_a_bias_the_top_prediction_misses() -> None:
+    rng = np.random.default_rng(14)
+    # our texts, folded into the stand-in models' vocabulary of 1,000 ids
+    ours = [watermarked(120, SCHEME, KEY, rng) % 1000 for _ in range(30)]
+    top1, raised = _fine_tune(0.05, rng)  # a rise that rarely overturns the favourite
+    weak = audit_reading(top1, ours, SCHEME, KEY)
+    strong = audit_reading(raised, ours, SCHEME, KEY, against_reference=True)
+    assert strong.mode == "reading-vs-reference"
+    assert strong.p_value < 1e-10, strong.evidence
+    assert weak.p_value > 1e-3, weak.evidence
+    _, clean = _fine_tune(0.0, rng)  # fine-tuned on clean text: noise only
+    assert audit_reading(clean, ours, SCHEME, KEY, against_reference=True).p_value > 0.01

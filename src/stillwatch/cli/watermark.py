@@ -238,6 +238,11 @@ def audit_cmd(
         None, help="reading: the suspect model, a transformers directory, a .gguf file, or "
         "'smollm2' (the shipped model)."
     ),
+    reference: str | None = typer.Option(
+        None, help="reading: the public model the suspect was fine-tuned from (same forms as "
+        "--suspect); the audit then scores the token among the reference's 10 most likely "
+        "that the suspect raised most, which isolates what fine-tuning taught it."
+    ),
     shown: Path | None = typer.Option(
         None, exists=True, dir_okay=False,
         help="generated: the prompts the suspect was given (their pairs are dropped).",
@@ -263,7 +268,11 @@ def audit_cmd(
         if not suspect:
             raise fail("reading mode needs --suspect (the model's weights)")
         model = _load_suspect(suspect)
-        result = audit_reading(torch_predictor(model), ids, sch, key)
+        base = _load_suspect(reference) if reference else None
+        result = audit_reading(
+            torch_predictor(model, reference=base), ids, sch, key,
+            against_reference=base is not None,
+        )
     else:
         raise fail(f"unknown mode {mode!r}: reading or generated")
     _emit(result.to_dict())

@@ -5,7 +5,10 @@ the tokens our key made green after each context. The audit measures that prefer
 two ways and turns it into an exact p-value under the null of a model that never saw our text.
 
 - Reading mode (open weights): feed our watermarked texts to the suspect and take its top-1
-  prediction at each position; score the (context, prediction) pairs.
+  prediction at each position; score the (context, prediction) pairs. When the suspect is a
+  fine-tune of a public model (the reference), take instead the token, among the reference's
+  most likely few, whose log-probability the suspect raised most: what fine-tuning taught it,
+  without the reference's own preferences, which say nothing about our key.
 - Generated mode (only outputs): score the (context, token) pairs of texts the suspect wrote.
 
 What keeps the test honest: each distinct (context, token) pair counts once across the whole
@@ -32,7 +35,7 @@ from stillwatch.watermark.schemes import Scheme
 
 @dataclass(frozen=True)
 class AuditResult:
-    mode: str  # reading | generated
+    mode: str  # reading | reading-vs-reference | generated
     p_value: float
     scored: int  # distinct (context, token) pairs scored
     statistic: float
@@ -132,6 +135,7 @@ def audit_reading(
     key: int,
     *,
     batch: int = 8,
+    against_reference: bool = False,
 ) -> AuditResult:
     """Feed our watermarked texts to the suspect and score its predictions in their contexts.
 
@@ -139,7 +143,8 @@ def audit_reading(
     with probability gamma, unless it copies a (context, token) pair from earlier in the same
     text (in-context copying of a pair that was itself green-biased): such predictions are
     dropped. What remains can only be green more often than gamma if the model learnt our
-    key's preferences from text it was trained on."""
+    key's preferences from text it was trained on. `against_reference`: `predict` gives
+    `boosted_tokens` against a reference model (the result and its evidence say so)."""
     w = scheme.width
     texts = [_as_tokens(t) for t in our_texts]
     chunks = []
@@ -163,10 +168,12 @@ def audit_reading(
             filtered += int(copied.sum())
             chunks.append(q[~copied])
     pairs = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint64)
-    result = _decide("reading", pairs, np.zeros(0, dtype=np.uint64), scheme, key, len(texts))
+    mode = "reading-vs-reference" if against_reference else "reading"
+    result = _decide(mode, pairs, np.zeros(0, dtype=np.uint64), scheme, key, len(texts))
     candidates = result.candidates + filtered
     evidence = [
-        f"{candidates} predictions on {len(texts)} of our texts; {filtered} that copy a pair "
+        f"{candidates} {'most raised tokens' if against_reference else 'predictions'} on "
+        f"{len(texts)} of our texts; {filtered} that copy a pair "
         "from earlier in the same text and "
         f"{result.duplicates} repeats dropped",
         *result.evidence[1:],
@@ -201,9 +208,39 @@ def _lookup(keys: np.ndarray, first: np.ndarray, queries: np.ndarray) -> np.ndar
     return np.where(hit, first[order][idx], absent)
 
 
-def torch_predictor(model: Any, pad_id: int = 0, max_len: int = 1024) -> Predictor:
-    """Top-1 predictions of a transformers causal LM (right-padded batches)."""
+def boosted_tokens(suspect_logits: Any, reference_logits: Any, candidates: int = 10) -> Any:
+    """Per position, the token among the reference model's `candidates` most likely whose
+    log-probability the suspect raised most (torch tensors, [..., vocab] -> [...]).
+
+    A function of the two models and the prefix only, never of our key: under the null each
+    chosen (context, token) pair is green with probability gamma, as a top-1 prediction is.
+    A student trained on our text has raised the green tokens after each context a little;
+    the top-1 prediction shows that only where the rise overturns the reference's favourite,
+    the most raised candidate shows it at every position."""
     import torch
+
+    ref = torch.log_softmax(reference_logits.float(), dim=-1)
+    sus = torch.log_softmax(suspect_logits.float(), dim=-1)
+    top = ref.topk(min(candidates, ref.shape[-1]), dim=-1).indices
+    gain = sus.gather(-1, top) - ref.gather(-1, top)
+    return top.gather(-1, gain.argmax(dim=-1, keepdim=True)).squeeze(-1)
+
+
+def torch_predictor(
+    model: Any,
+    pad_id: int = 0,
+    max_len: int = 1024,
+    *,
+    reference: Any | None = None,
+    candidates: int = 10,
+) -> Predictor:
+    """Top-1 predictions of a transformers causal LM (right-padded batches); with `reference`
+    (the public model the suspect was fine-tuned from), its `boosted_tokens` instead."""
+    import torch
+
+    def logits_of(net: Any, ids: Any, mask: Any) -> Any:
+        with torch.inference_mode():
+            return net(input_ids=ids, attention_mask=mask).logits
 
     def predict(group: list[np.ndarray]) -> list[np.ndarray]:
         group = [g[:max_len] for g in group]
@@ -213,9 +250,12 @@ def torch_predictor(model: Any, pad_id: int = 0, max_len: int = 1024) -> Predict
         for r, g in enumerate(group):
             ids[r, : len(g)] = torch.from_numpy(g.astype(np.int64))
             mask[r, : len(g)] = 1
-        with torch.inference_mode():
-            logits = model(input_ids=ids, attention_mask=mask).logits
-        top = logits.argmax(-1).numpy().astype(np.uint64)
-        return [top[r, : len(g)] for r, g in enumerate(group)]
+        logits = logits_of(model, ids, mask)
+        if reference is None:
+            top = logits.argmax(-1)
+        else:
+            top = boosted_tokens(logits, logits_of(reference, ids, mask), candidates)
+        chosen = top.numpy().astype(np.uint64)
+        return [chosen[r, : len(g)] for r, g in enumerate(group)]
 
     return predict
