@@ -243,6 +243,30 @@ def test_account_state_is_bounded() -> None:
     assert state.n == 5000
 
 
+def test_hourly_buckets_stay_in_order_when_requests_arrive_late() -> None:
+    """The last-24-hours counts walk the buckets back from the newest: a request recorded
+    late (another replica's clock, a slow exchange) must not break their order."""
+    import random
+
+    sig = SignalExtractor()({"messages": [{"role": "user", "content": "hello there"}]})
+    rng = random.Random(5)
+    t0 = 1_780_000_000.0
+    state = AccountState()
+    times = []
+    for i in range(3000):
+        ts = t0 + 90 * i - rng.choice([0, 0, 0, 400, 5000, 90_000, 200_000])
+        times.append(ts)
+        state.update(ts, sig, None, None, None, None)
+        hours = [h for h, _ in state.hours]
+        assert hours == sorted(set(hours)) and len(hours) <= 48
+        if i % 97 == 0:
+            newest = int(max(times) // 3600)
+            kept = [int(t // 3600) for t in times if int(t // 3600) >= newest - 47]
+            now = max(times)
+            last = [h for h in kept if h >= int(now // 3600) - 23]
+            assert state.last_24h(now) == (len(last), len(set(last)))
+
+
 def test_background_clustering_finds_the_campaign_off_the_event_loop(log: Path) -> None:
     from stillwatch.detect.factory import build_detector, load_accounts
     from stillwatch.detect.runner import run_detection

@@ -17,6 +17,8 @@ HOUR = 3_600.0
 MAX_TEMPLATES = 256
 MAX_CONVERSATIONS = 32
 MAX_END_USERS = 4096
+_CHAT = CATEGORIES.index("chat")
+_FOCUSED = tuple(i for i, c in enumerate(CATEGORIES) if c != "chat")
 
 FEATURES = (
     "log_requests",
@@ -111,13 +113,7 @@ class AccountState:
         if sig.corpus is not None:
             self.corpus += 1
             self._conversation(conversation, sig.corpus.item * 7 + len(sig.corpus.corpus))
-        hour = int(ts // HOUR)
-        if self.hours and self.hours[-1][0] == hour:
-            self.hours[-1][1] += 1
-        else:
-            self.hours.append([hour, 1])
-            while self.hours and self.hours[0][0] < hour - 47:
-                self.hours.popleft()
+        self._count_hour(int(ts // HOUR))
         if end_user and len(self.end_users) < MAX_END_USERS:
             self.end_users.add(end_user)
         if model and model not in self.models:
@@ -129,6 +125,25 @@ class AccountState:
             ):
                 self.fast_switch = True
             self.models[model] = ts
+
+    def _count_hour(self, hour: int) -> None:
+        """Hourly buckets kept in time order, the last 48 hours; a request a little late
+        (replicas' clocks, a slow exchange) lands in its own hour's bucket."""
+        hours = self.hours
+        if hours and hours[-1][0] == hour:
+            hours[-1][1] += 1
+        elif not hours or hours[-1][0] < hour:
+            hours.append([hour, 1])
+            while hours[0][0] < hour - 47:
+                hours.popleft()
+        elif hour >= hours[-1][0] - 47:
+            at = len(hours)
+            while at and hours[at - 1][0] > hour:
+                at -= 1
+            if at and hours[at - 1][0] == hour:
+                hours[at - 1][1] += 1
+            else:
+                hours.insert(at, [hour, 1])
 
     def _templates(self, minhash: tuple[int, ...]) -> None:
         """Counts the prompt's two bands (pairs of minima): one shared minimum is often a
@@ -245,21 +260,32 @@ class AccountState:
         m.fast_switch = self.fast_switch or other.fast_switch
         return m
 
-    def requests_24h(self, now: float) -> int:
+    def last_24h(self, now: float) -> tuple[int, int]:
+        """(requests, hours with a request) in the 24 hourly buckets up to `now`; the
+        buckets are in time order, so the walk back stops at the first older one."""
         oldest = int(now // HOUR) - 23
-        return sum(c for h, c in self.hours if h >= oldest)
+        requests = hours = 0
+        for h, c in reversed(self.hours):
+            if h < oldest:
+                break
+            requests += c
+            hours += 1
+        return requests, hours
+
+    def requests_24h(self, now: float) -> int:
+        return self.last_24h(now)[0]
 
     def hours_active_24h(self, now: float) -> int:
-        oldest = int(now // HOUR) - 23
-        return sum(1 for h, _ in self.hours if h >= oldest)
+        return self.last_24h(now)[1]
 
     def features(self, now: float) -> list[float]:
         n = max(1, self.n)
         cats = self.categories
-        chat = cats[CATEGORIES.index("chat")]
-        focused = max(c for i, c in enumerate(cats) if CATEGORIES[i] != "chat")
+        chat = cats[_CHAT]
+        focused = max(cats[i] for i in _FOCUSED)
         gap_std = math.sqrt(self.gap_m2 / (self.gap_n - 1)) if self.gap_n >= 3 else 1.5
         age = (now - self.created_at) / DAY if self.created_at is not None else 180.0
+        requests_24h, hours_24h = self.last_24h(now)
         return [
             math.log1p(self.n),
             self.corpus / n,
@@ -274,8 +300,8 @@ class AccountState:
             focused / n,
             chat / n,
             min(gap_std, 4.0),
-            self.hours_active_24h(now) / 24,
-            math.log1p(self.requests_24h(now)),
+            hours_24h / 24,
+            math.log1p(requests_24h),
             math.log1p(len(self.end_users)),
             float(self.fast_switch),
             math.log1p(max(0.0, age)),

@@ -86,7 +86,7 @@ class CorpusIndex:
         query = shingles(hashes, SHINGLE)
         sampled = query % np.uint64(SAMPLE_MOD) == 0
         if self._extra.size:
-            at = np.searchsorted(self._extra, query).clip(max=self._extra.size - 1)
+            at = np.minimum(np.searchsorted(self._extra, query), self._extra.size - 1)
             sampled |= self._extra[at] == query
         for h in set(query[sampled].tolist()):  # distinct indexed shingles present
             item = owner.get(h)

@@ -34,7 +34,7 @@ def template_minhash(hashes: np.ndarray) -> tuple[int, ...]:
         return ()
     h = shingles(hashes[:MAX_WORDS], TEMPLATE_WIDTH)
     permuted = (h[:, None] * _A + _B) >> _S32  # wraps modulo 2**64, as intended
-    return tuple(int(v) for v in permuted.min(axis=0))
+    return tuple(permuted.min(axis=0).tolist())
 
 
 def fingerprint_text(minhash: tuple[int, ...]) -> str | None:
