@@ -148,9 +148,9 @@ Snapshot = list[tuple[tuple[str, str], list[str]]]
 def find_communities(
     snap: Snapshot, seed: int, cache: dict[tuple[str, ...], list[list[str]]]
 ) -> tuple[list[list[str]], dict[tuple[str, ...], list[list[str]]]]:
-    """Connected components first; Leiden only on a component that changed since the call
-    that produced `cache`, so a quiet graph costs a component search. Returns the
-    communities and the cache for the next call."""
+    """Connected components first; Leiden and the tie check only on a component that changed
+    since the call that produced `cache`, so a quiet graph costs a component search. Returns
+    the communities and the cache for the next call."""
     if not snap:
         return [], {}
     accounts = sorted({a for _, members in snap for a in members})
@@ -158,17 +158,11 @@ def find_communities(
     n = len(accounts)
     edges: list[tuple[int, int]] = []
     weights: list[float] = []
-    weight_of: dict[tuple[str, str], float] = {}
-    holders_of: dict[tuple[str, str], set[str]] = {}
-    entities_of: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for j, (key, members) in enumerate(snap):
-        w = KINDS_WEIGHT.get(key[0], 1.0) / math.log(1 + len(members))
-        weight_of[key] = w
-        holders_of[key] = set(members)
-        for a in members:  # sorted: set order varies between processes; output must not
-            edges.append((index[a], n + j))
-            weights.append(w)
-            entities_of[a].append(key)
+        w = _weight(key, members)
+        # sorted members: set order varies between processes; output must not
+        edges.extend((index[a], n + j) for a in members)
+        weights.extend([w] * len(members))
     g = igraph.Graph(n=n + len(snap), edges=edges)
     g.es["weight"] = weights
     out: list[list[str]] = []
@@ -182,16 +176,37 @@ def find_communities(
             str(len(component)),
             str(sum(g.degree(component))),
         )
-        parts = cache.get(signature)
-        if parts is None:
+        kept = cache.get(signature)
+        if kept is None:
             parts = _leiden(g.induced_subgraph(component), component, accounts, n, seed)
-        fresh[signature] = parts
-        for p in parts:
-            kept = _attached(p, entities_of, holders_of, weight_of)
-            if len(kept) >= 2:
-                out.append(kept)
+            kept = _attached_parts(parts, [snap[v - n] for v in sorted(component) if v >= n])
+        fresh[signature] = kept
+        out.extend(kept)
     out.sort(key=lambda m: (-len(m), m[0]))
     return out, fresh
+
+
+def _weight(key: tuple[str, str], holders: list[str]) -> float:
+    return KINDS_WEIGHT.get(key[0], 1.0) / math.log(1 + len(holders))
+
+
+def _attached_parts(parts: list[list[str]], entities: Snapshot) -> list[list[str]]:
+    """`_attached` members of each part (`entities`: the component's, in snapshot order),
+    the parts of two members or more."""
+    weight_of: dict[tuple[str, str], float] = {}
+    holders_of: dict[tuple[str, str], set[str]] = {}
+    entities_of: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for key, members in entities:
+        weight_of[key] = _weight(key, members)
+        holders_of[key] = set(members)
+        for a in members:
+            entities_of[a].append(key)
+    out = []
+    for p in parts:
+        kept = _attached(p, entities_of, holders_of, weight_of)
+        if len(kept) >= 2:
+            out.append(kept)
+    return out
 
 
 def _attached(
