@@ -78,3 +78,9 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "unknown watermark scheme" in r.output
     r = CliRunner().invoke(app, ["audit", str(bad), "--mode", "reading"])
     assert r.exit_code == 2
+    texts = tmp_path / "ours.jsonl"
+    texts.write_text('{"text": "an answer of ours"}\n')
+    r = CliRunner().invoke(
+        app, ["audit", str(texts), "--mode", "generated", "--reference", "smollm2"]
+    )
+    assert r.exit_code == 2 and "--reference applies to reading mode" in r.output

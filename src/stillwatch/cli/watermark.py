@@ -261,6 +261,8 @@ def audit_cmd(
     key = keys.derive(key_id or str(keys.key_id()))
     items = read_texts(str(texts), None)[:limit]
     ids = [encode(t.text, tok) for t in items]
+    if reference and mode != "reading":
+        raise fail("--reference applies to reading mode (the suspect's weights beside it)")
     if mode == "generated":
         prompts = [encode(t.text, tok) for t in read_texts(str(shown), None)] if shown else []
         result = audit_generated(ids, sch, key, shown=prompts)
