@@ -9,8 +9,9 @@ embedding table holding only the ids its data uses), and a
 LoRA fine-tune of SmolLM2. `stillwatch.watermark.audit` then tests each student in reading
 mode (our watermarked answers fed to it) and from its generated text alone (answers to prompts
 it was not trained on, with the prompts' pairs filtered). The LoRA student, a fine-tune of a
-public model, is also read against that model (`boosted_tokens`: the token among SmolLM2's ten
-most likely that the student raised most).
+public model, is also read against that model (`audit_against_reference`: how much more of its
+probability the student puts on our green tokens than SmolLM2 does, each of our answers fed
+after its prompt).
 
     python bench/radioactivity.py                 # from the cache, both students
     python bench/radioactivity.py --small --check # the CI version (about 5 minutes): a small
@@ -31,9 +32,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from stillwatch.watermark import GreenList
 from stillwatch.watermark.audit import (
+    audit_against_reference,
     audit_generated,
     audit_reading,
     torch_predictor,
+    torch_shift_scorer,
 )
 from stillwatch.watermark.keys import MasterKeys
 from teacher_cache import corpus_prompts, ensure, read
@@ -72,14 +75,27 @@ def sequences(rows: list[dict], tokenizer, max_len: int) -> list[list[int]]:
     return out
 
 
-def train(model, seqs: list[list[int]], *, epochs: int, lr: float, batch: int, seed: int) -> float:
+def train(
+    model, seqs: list[list[int]], *, epochs: int, lr: float, batch: int, seed: int,
+    head_lr: float | None = None,
+) -> float:
+    """`head_lr`: the output layer, when it is trained (`lora_smollm2(head=True)`), learns at
+    its own rate: it is a full matrix, the adapters are small."""
     import torch
 
     torch.manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    head = model.get_output_embeddings().weight
+    head = head if head.requires_grad and head_lr else None
+    rest = [p for p in model.parameters() if p.requires_grad and p is not head]
+    groups = [{"params": rest, "lr": lr}]
+    if head is not None:
+        groups.append({"params": [head], "lr": head_lr or lr})
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)
     steps = epochs * math.ceil(len(seqs) / batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=0.1
+    )
     rng = np.random.default_rng(seed)
     model.train()
     loss_v = float("nan")
@@ -147,18 +163,29 @@ class CompactVocab:
         ]
 
 
-def lora_smollm2(lm):
+def lora_smollm2(lm, layers: int | None = None, head: bool = False):
+    """Rank-16 adapters on every attention and MLP projection of the top `layers` layers (all
+    by default); `head`: the output layer is trained too (untied from the input embedding).
+    The watermark is a preference between consecutive tokens, which the output layer can
+    hold for every context at once where small adapters hold little of it."""
     import copy
 
+    import torch
     from peft import LoraConfig, get_peft_model
 
     base = copy.deepcopy(lm.model)
+    total = base.config.num_hidden_layers
     cfg = LoraConfig(
         r=16, lora_alpha=32, lora_dropout=0.0,
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                         "down_proj"],
+        layers_to_transform=list(range(total - (layers or total), total)),
     )
-    return get_peft_model(base, cfg)
+    model = get_peft_model(base, cfg)
+    if head:
+        out = model.get_output_embeddings()
+        out.weight = torch.nn.Parameter(out.weight.detach().clone(), requires_grad=True)
+    return model
 
 
 def student_answers(
@@ -208,6 +235,11 @@ def main() -> None:
                     "(default bench/.cache/teacher-small)")
     ap.add_argument("--lora-epochs", type=int, default=1)
     ap.add_argument("--lora-lr", type=float, default=1e-3)
+    ap.add_argument("--lora-layers", type=int, help="adapters on the top N layers (default all)")
+    ap.add_argument("--lora-head", action="store_true", help="train the output layer too")
+    ap.add_argument("--head-lr", type=float, default=2e-4, help="the output layer's rate")
+    ap.add_argument("--audit-texts", type=int,
+                    help="read at most this many of our answers (default all)")
     ap.add_argument("--fractions", default="0,0.1,1",
                     help="watermarked shares to train students on")
     ap.add_argument("--tiny-epochs", type=int, default=20)
@@ -251,7 +283,8 @@ def main() -> None:
     lm = load_smollm2(threads=2)
     tok = load_tokenizer()
     del tok
-    ours = [np.asarray(r["ids"], dtype=np.uint64) for r in wm]  # everything we served, marked
+    read_rows = wm[: args.audit_texts] if args.audit_texts else wm
+    ours = [np.asarray(r["ids"], dtype=np.uint64) for r in read_rows]  # what we served, marked
     used = {r["i"] for r in wm} | {r["i"] for r in clean}
     prompts = corpus_prompts(max(used) + 2000)
     held_out = [p for i, p in enumerate(prompts) if i not in used][-n_audit:]
@@ -283,23 +316,32 @@ def main() -> None:
                     model, fit_on = tiny_llama(lm.vocab_size, eos), seqs
                 loss = train(model, fit_on, epochs=epochs_tiny, lr=3e-3, batch=8, seed=2)
             else:
-                model = lora_smollm2(lm)
+                model = lora_smollm2(lm, args.lora_layers, args.lora_head)
                 loss = train(model, seqs, epochs=args.lora_epochs, lr=args.lora_lr, batch=8,
-                             seed=2)
+                             seed=2, head_lr=args.head_lr if args.lora_head else None)
                 if args.save_students:
                     model.save_pretrained(args.save_students / f"lora-{frac:g}")
+                    if args.lora_head:
+                        torch.save(model.get_output_embeddings().weight.detach(),
+                                   args.save_students / f"lora-{frac:g}" / "head.pt")
                 model = model.merge_and_unload()
             params = sum(p.numel() for p in model.parameters())
             pad = lm.tokenizer.pad_token_id
             predictor = (vocab.predictor(model, pad) if vocab and student == "tiny"
                          else torch_predictor(model, pad_id=pad))
             reading = audit_reading(predictor, ours, scheme, key)
-            # a fine-tune of a public model: read it against that model too
-            against = (
-                audit_reading(torch_predictor(model, pad_id=pad, reference=lm.model), ours,
-                              scheme, key, against_reference=True)
-                if student == "lora" else None
-            )
+            # a fine-tune of a public model: read it against that model too, each of our
+            # answers after its prompt, as the student was trained
+            against = None
+            if student == "lora":
+                leads = [chat_ids(lm.tokenizer, [{"role": "user", "content": r["prompt"]}])
+                         [-(max_len // 2):] for r in read_rows]
+                against = audit_against_reference(
+                    torch_shift_scorer(model, lm.model, pad_id=pad),
+                    [np.asarray(lead + r["ids"], dtype=np.uint64)
+                     for lead, r in zip(leads, read_rows, strict=True)],
+                    scheme, key, given=[len(lead) for lead in leads],
+                )
             shown = [np.asarray(lm.tokenizer(p)["input_ids"], dtype=np.uint64) for p in held_out]
             by_temperature = {}
             for temperature in temperatures:
@@ -317,9 +359,8 @@ def main() -> None:
                 "reading_green_share": reading.statistic / max(reading.scored, 1),
                 "reading_vs_reference_p": against.p_value if against else None,
                 "reading_vs_reference_scored": against.scored if against else None,
-                "reading_vs_reference_green_share": (
-                    against.statistic / max(against.scored, 1) if against else None
-                ),
+                "reading_vs_reference_green_mass_shift": against.statistic if against else None,
+                "reading_vs_reference_evidence": against.evidence if against else None,
                 "generated_p": generated.p_value, "generated_scored": generated.scored,
                 "generated_green_share": generated.statistic / max(generated.scored, 1),
                 "generated_temperature": temperatures[0],
@@ -341,9 +382,11 @@ def main() -> None:
                 flush=True,
             )
             if against is not None:
-                print(f"      reading against SmolLM2 (the most raised of its top 10): p "
-                      f"{against.p_value:9.2e} ({against.scored} pairs, green "
-                      f"{row['reading_vs_reference_green_share']:.3f})", flush=True)
+                print(f"      reading against SmolLM2 (green mass shift): p "
+                      f"{against.p_value:9.2e} ({against.scored} positions, "
+                      f"{100 * against.statistic:+.3f} points)", flush=True)
+                for line in against.evidence:
+                    print(f"        {line}", flush=True)
             for t, a in list(row["generated_by_temperature"].items())[1:]:
                 print(f"      generated at temperature {t}: p {a['p']:9.2e} "
                       f"({a['scored']} pairs, green {a['green_share']:.3f})", flush=True)

@@ -4,10 +4,14 @@ model is not, even one that copies the (watermarked) text it is fed."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from stillwatch.watermark import GreenList, GumbelMax, hashing
-from stillwatch.watermark.audit import audit_generated, audit_reading
+from stillwatch.watermark.audit import (
+    audit_against_reference,
+    audit_generated,
+    audit_reading,
+    first_contexts,
+)
 from stillwatch.watermark.keys import MasterKeys
 from wmsynth import VOCAB, next_context, random_tokens, watermarked
 
@@ -99,50 +103,92 @@ def test_gumbel_audit_uses_its_own_statistic() -> None:
     assert audit_generated([random_tokens(600, rng)], GumbelMax(), KEY).p_value > 0.001
 
 
-def _fine_tune(bias: float, rng: np.random.Generator, vocab: int = 1000):
-    """A public reference model and a fine-tune of it that raised every green token's logit
-    by `bias` (training on our text), plus noise of its own: (suspect, reference) predictors
-    of the top-1 and the most-raised rules, over the same logits."""
-    torch = pytest.importorskip("torch")
-    from stillwatch.watermark.audit import boosted_tokens
+def _green_of(ctx: np.uint64, vocab: int) -> np.ndarray:
+    h = hashing.keyed(
+        hashing.pair_hashes(np.full(vocab, ctx), np.arange(vocab, dtype=np.uint64)),
+        np.uint64(KEY),
+    )
+    return h < hashing.threshold(SCHEME.gamma)
 
-    def logits(group: list[np.ndarray]):
-        ref, sus = [], []
-        for toks in group:
-            r = rng.normal(0.0, 3.0, size=(len(toks), vocab))
-            green = np.zeros_like(r)
-            for t in range(len(toks)):
-                ctx = next_context([int(x) for x in toks[: t + 1]], SCHEME.width)
-                h = hashing.keyed(
-                    hashing.pair_hashes(np.full(vocab, ctx), np.arange(vocab, dtype=np.uint64)),
-                    np.uint64(KEY),
-                )
-                green[t] = h < hashing.threshold(SCHEME.gamma)
-            ref.append(torch.tensor(r))
-            sus.append(torch.tensor(r + bias * green + rng.normal(0.0, 0.2, size=r.shape)))
+
+def _fine_tune(bias: float, rng: np.random.Generator, vocab: int = 1000, copy: float = 0.0):
+    """A public reference model and a fine-tune of it that raised every green token's logit
+    by `bias` (training on our text) and, by `copy`, the token that followed the current one
+    when it was last read (in-context copying: a clean habit that repeats our green-biased
+    pairs), plus noise of its own. Returns the fine-tune's top-1 predictor and shift scorer."""
+    from scipy.special import softmax
+
+    def logits(toks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ref = rng.normal(0.0, 3.0, size=(len(toks), vocab))
+        sus = ref + rng.normal(0.0, 0.2, size=ref.shape)
+        after: dict[int, int] = {}
+        for t in range(len(toks)):
+            ctx = next_context([int(x) for x in toks[: t + 1]], SCHEME.width)
+            sus[t] += bias * _green_of(ctx, vocab)
+            if t >= 1:
+                after[int(toks[t - 1])] = int(toks[t])
+            if int(toks[t]) in after:
+                sus[t, after[int(toks[t])]] += copy
         return ref, sus
 
     def top1(group: list[np.ndarray]) -> list[np.ndarray]:
-        _, sus = logits(group)
-        return [s.argmax(-1).numpy().astype(np.uint64) for s in sus]
+        return [logits(toks)[1].argmax(-1).astype(np.uint64) for toks in group]
 
-    def raised(group: list[np.ndarray]) -> list[np.ndarray]:
-        ref, sus = logits(group)
-        pairs = zip(sus, ref, strict=True)
-        return [boosted_tokens(s, r).numpy().astype(np.uint64) for s, r in pairs]
+    def shift(group: list[np.ndarray], positions: list[np.ndarray]):
+        out = []
+        for toks, pos in zip(group, positions, strict=True):
+            ref, sus = logits(toks)
+            p, q = softmax(sus[pos - 1], axis=-1), softmax(ref[pos - 1], axis=-1)
+            top = np.argsort(-(p + q), axis=-1)[:, :64]
+            out.append((top.astype(np.uint64),
+                        np.take_along_axis(p, top, -1) - np.take_along_axis(q, top, -1)))
+        return out
 
-    return top1, raised
+    return top1, shift
+
+
+def _ours_in(vocab: int, n_texts: int, rng: np.random.Generator, repeat: bool = False):
+    texts = [watermarked(120, SCHEME, KEY, rng, vocab=vocab) for _ in range(n_texts)]
+    if repeat:  # a phrase said three times, so copying pays off
+        texts = [np.concatenate([t[:40]] * 3 + [t[40:]]) for t in texts]
+    return texts
 
 
 def test_reading_against_the_reference_sees_a_bias_the_top_prediction_misses() -> None:
     rng = np.random.default_rng(14)
-    # our texts, folded into the stand-in models' vocabulary of 1,000 ids
-    ours = [watermarked(120, SCHEME, KEY, rng) % 1000 for _ in range(30)]
-    top1, raised = _fine_tune(0.05, rng)  # a rise that rarely overturns the favourite
+    ours = _ours_in(1000, 30, rng)
+    top1, shift = _fine_tune(0.05, rng)  # a rise that rarely overturns the favourite
     weak = audit_reading(top1, ours, SCHEME, KEY)
-    strong = audit_reading(raised, ours, SCHEME, KEY, against_reference=True)
+    strong = audit_against_reference(shift, ours, SCHEME, KEY)
     assert strong.mode == "reading-vs-reference"
     assert strong.p_value < 1e-10, strong.evidence
+    assert strong.statistic > 0
     assert weak.p_value > 1e-3, weak.evidence
     _, clean = _fine_tune(0.0, rng)  # fine-tuned on clean text: noise only
-    assert audit_reading(clean, ours, SCHEME, KEY, against_reference=True).p_value > 0.01
+    null = audit_against_reference(clean, ours, SCHEME, KEY)
+    assert null.p_value > 0.01, null.evidence
+
+
+def test_reading_against_the_reference_is_not_fooled_by_copying() -> None:
+    """A clean fine-tune that copies what followed the current token before: the copied pair
+    is green-biased, but a position is scored only the first time its context is written, so
+    no scored candidate's colour was chosen by anything the models were shown. (Scoring every
+    position instead gives this model a mean z of about 3.4 over seeds.)"""
+    rng = np.random.default_rng(15)
+    ours = _ours_in(1000, 30, rng, repeat=True)
+    _, copying = _fine_tune(0.0, rng, copy=3.0)
+    r = audit_against_reference(copying, ours, SCHEME, KEY, null_keys=50)
+    assert r.p_value > 0.01, r.evidence
+    assert r.duplicates > r.scored  # the repeated phrases' positions were left out
+    assert "random keys" in r.evidence[2]
+
+
+def test_first_contexts_scores_each_context_once_and_never_in_the_prompt() -> None:
+    texts = [np.array([5, 1, 2, 1, 3], dtype=np.uint64), np.array([9, 2, 7], dtype=np.uint64)]
+    pos, ctx, repeats = first_contexts(texts, [1, 0], width=1)
+    # text 0: position 1 (after 5), 2 (after 1), 3 (after 2), 4 (after 1 again: left out)
+    assert pos[0].tolist() == [1, 2, 3]
+    # text 1: position 1 (after 9), position 2 (after 2: written in text 0, left out)
+    assert pos[1].tolist() == [1]
+    assert repeats == 2
+    assert ctx[0].tolist() == hashing.context_hashes(texts[0], 1)[[1, 2, 3]].tolist()

@@ -20,12 +20,12 @@ def next_context(seq: list[int], width: int) -> np.uint64:
 
 def watermarked(
     n: int, scheme: Scheme, key: int | None, rng: np.random.Generator, k: int = 4,
-    prefix: list[int] | None = None,
+    prefix: list[int] | None = None, vocab: int = VOCAB,
 ) -> np.ndarray:
-    seq = list(prefix or [int(rng.integers(VOCAB))])
+    seq = list(prefix or [int(rng.integers(vocab))])
     start = len(seq)
     while len(seq) < start + n:
-        cand = rng.integers(0, VOCAB, size=k).astype(np.uint64)
+        cand = rng.integers(0, vocab, size=k).astype(np.uint64)
         if key is None:
             seq.append(int(cand[0]))
             continue

@@ -240,8 +240,8 @@ def audit_cmd(
     ),
     reference: str | None = typer.Option(
         None, help="reading: the public model the suspect was fine-tuned from (same forms as "
-        "--suspect); the audit then scores the token among the reference's 10 most likely "
-        "that the suspect raised most, which isolates what fine-tuning taught it."
+        "--suspect); the audit then measures how much more probability the suspect puts on "
+        "our green tokens than the reference does, which isolates what fine-tuning taught it."
     ),
     shown: Path | None = typer.Option(
         None, exists=True, dir_okay=False,
@@ -254,7 +254,13 @@ def audit_cmd(
     limit: int = typer.Option(2000, help="At most this many texts."),
 ) -> None:
     """Was a suspect model trained on our watermarked outputs? A p-value and its evidence."""
-    from stillwatch.watermark.audit import audit_generated, audit_reading, torch_predictor
+    from stillwatch.watermark.audit import (
+        audit_against_reference,
+        audit_generated,
+        audit_reading,
+        torch_predictor,
+        torch_shift_scorer,
+    )
     from stillwatch.watermark.tokenizer import encode
 
     keys, sch, tok = _keys(secrets), _scheme(scheme), _tokenizer(tokenizer)
@@ -270,11 +276,11 @@ def audit_cmd(
         if not suspect:
             raise fail("reading mode needs --suspect (the model's weights)")
         model = _load_suspect(suspect)
-        base = _load_suspect(reference) if reference else None
-        result = audit_reading(
-            torch_predictor(model, reference=base), ids, sch, key,
-            against_reference=base is not None,
-        )
+        if reference:
+            scorer = torch_shift_scorer(model, _load_suspect(reference))
+            result = audit_against_reference(scorer, ids, sch, key)
+        else:
+            result = audit_reading(torch_predictor(model), ids, sch, key)
     else:
         raise fail(f"unknown mode {mode!r}: reading or generated")
     _emit(result.to_dict())

@@ -2,13 +2,15 @@
 
 A student trained on watermarked text inherits its bias ("radioactivity"): it prefers, a little,
 the tokens our key made green after each context. The audit measures that preference in one of
-two ways and turns it into an exact p-value under the null of a model that never saw our text.
+three ways and turns it into a p-value under the null of a model that never saw our text.
 
 - Reading mode (open weights): feed our watermarked texts to the suspect and take its top-1
-  prediction at each position; score the (context, prediction) pairs. When the suspect is a
-  fine-tune of a public model (the reference), take instead the token, among the reference's
-  most likely few, whose log-probability the suspect raised most: what fine-tuning taught it,
-  without the reference's own preferences, which say nothing about our key.
+  prediction at each position; score the (context, prediction) pairs.
+- Reading against a reference (open weights, and the public model the suspect was fine-tuned
+  from): at each position, how much more probability the suspect puts on our green tokens than
+  the reference does, over the whole of both next-token distributions. Fine-tuning on our text
+  moves every green token's probability a little; the top-1 prediction shows that only where
+  the move overturns the favourite, the green mass shows it at every position.
 - Generated mode (only outputs): score the (context, token) pairs of texts the suspect wrote.
 
 What keeps the test honest: each distinct (context, token) pair counts once across the whole
@@ -17,7 +19,8 @@ mode, a prediction that repeats a pair from earlier in the same text; in generat
 pair of the prompts). A clean model that merely repeats what it reads (itself green) would
 otherwise look radioactive. Under the null every
 remaining pair is green with probability gamma independently of the others, so the green count
-is exactly binomial (Gamma-distributed score sum for the Gumbel scheme).
+is exactly binomial (Gamma-distributed score sum for the Gumbel scheme). Against a reference,
+a position counts only the first time its context was written (see `first_contexts`).
 """
 
 from __future__ import annotations
@@ -135,7 +138,6 @@ def audit_reading(
     key: int,
     *,
     batch: int = 8,
-    against_reference: bool = False,
 ) -> AuditResult:
     """Feed our watermarked texts to the suspect and score its predictions in their contexts.
 
@@ -143,8 +145,7 @@ def audit_reading(
     with probability gamma, unless it copies a (context, token) pair from earlier in the same
     text (in-context copying of a pair that was itself green-biased): such predictions are
     dropped. What remains can only be green more often than gamma if the model learnt our
-    key's preferences from text it was trained on. `against_reference`: `predict` gives
-    `boosted_tokens` against a reference model (the result and its evidence say so)."""
+    key's preferences from text it was trained on."""
     w = scheme.width
     texts = [_as_tokens(t) for t in our_texts]
     chunks = []
@@ -168,19 +169,146 @@ def audit_reading(
             filtered += int(copied.sum())
             chunks.append(q[~copied])
     pairs = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint64)
-    mode = "reading-vs-reference" if against_reference else "reading"
-    result = _decide(mode, pairs, np.zeros(0, dtype=np.uint64), scheme, key, len(texts))
+    result = _decide("reading", pairs, np.zeros(0, dtype=np.uint64), scheme, key, len(texts))
     candidates = result.candidates + filtered
     evidence = [
-        f"{candidates} {'most raised tokens' if against_reference else 'predictions'} on "
-        f"{len(texts)} of our texts; {filtered} that copy a pair "
-        "from earlier in the same text and "
-        f"{result.duplicates} repeats dropped",
+        f"{candidates} predictions on {len(texts)} of our texts; {filtered} that copy a pair "
+        f"from earlier in the same text and {result.duplicates} repeats dropped",
         *result.evidence[1:],
     ]
     return AuditResult(
         **{**result.to_dict(), "candidates": candidates, "filtered": filtered,
            "evidence": evidence}
+    )
+
+
+ShiftScorer = Callable[
+    [list[np.ndarray], list[np.ndarray]], list[tuple[np.ndarray, np.ndarray]]
+]
+"""(token ids of texts, the positions to score in each) -> per text, at each position j (the
+prediction of token j from the tokens before it): candidate token ids (m, k) and how much more
+probability the suspect gives each than the reference does (m, k)."""
+
+
+def first_contexts(
+    texts: Sequence[np.ndarray], given: Sequence[int], width: int
+) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Per text, the positions to score against a reference and their context hashes; and how
+    many written positions were left out because their context had been written before.
+
+    Token j of a text (from `given[i]` on; the tokens before are its prompt, not written under
+    the key) was written under the green list of its context. Position j is scored only if
+    that context was never written under before, in this text or an earlier one: then nothing
+    the suspect or the reference is shown up to j, and nothing an earlier position was scored
+    on, depends on that context's green list, so under the null every candidate token is
+    green with probability gamma, independently of its weight and of every earlier term."""
+    contexts, starts, spans = [], [], []
+    for toks, g in zip(texts, given, strict=True):
+        lo = max(int(g), width)
+        ctx = hashing.context_hashes(toks, width)[lo:] if toks.size > lo else np.zeros(
+            0, dtype=np.uint64
+        )
+        contexts.append(ctx)
+        starts.append(lo)
+        spans.append(ctx.size)
+    flat = np.concatenate(contexts) if contexts else np.zeros(0, dtype=np.uint64)
+    keep = np.zeros(flat.size, dtype=bool)
+    if flat.size:
+        _, first = np.unique(flat, return_index=True)  # first occurrence in text order
+        keep[first] = True
+    out_pos, out_ctx, offset = [], [], 0
+    for lo, n, ctx in zip(starts, spans, contexts, strict=True):
+        k = keep[offset : offset + n]
+        out_pos.append(np.flatnonzero(k) + lo)
+        out_ctx.append(ctx[k])
+        offset += n
+    return out_pos, out_ctx, int(flat.size - keep.sum())
+
+
+def audit_against_reference(
+    shift: ShiftScorer,
+    our_texts: Sequence[object],
+    scheme: Scheme,
+    key: int,
+    *,
+    given: Sequence[int] | None = None,
+    batch: int = 4,
+    max_len: int = 1024,
+    null_keys: int = 200,
+) -> AuditResult:
+    """Reading mode for a suspect fine-tuned from a public model we also have (the reference).
+
+    The statistic is the sum, over the scored positions and their candidate tokens, of the
+    suspect's extra probability times the token's centred score under our key (green minus
+    gamma): how much more of its probability the suspect puts on our green lists than the
+    reference does. Under the null the weights are fixed before the scores are drawn (see
+    `first_contexts`), so the sum has mean 0 and a variance known from the weights; the
+    p-value is its normal tail. `null_keys` random keys, for which no text was ever written,
+    show the spread of the standardised statistic the p-value assumes (mean 0, deviation 1).
+    `given`: per text, how many leading tokens are its prompt (fed to both models, never
+    scored); without it, the first `width` tokens are taken as given."""
+    from scipy import stats
+
+    w = scheme.width
+    texts = [_as_tokens(t)[:max_len] for t in our_texts]
+    lead = [0] * len(texts) if given is None else list(given)
+    positions, contexts, repeats = first_contexts(texts, lead, w)
+    pair_chunks, weight_chunks = [], []
+    todo = [i for i, pos in enumerate(positions) if pos.size]
+    for b in range(0, len(todo), batch):
+        idx = todo[b : b + batch]
+        group = [texts[i][: int(positions[i][-1])] for i in idx]
+        scored = shift(group, [positions[i] for i in idx])
+        for i, (cand, weight) in zip(idx, scored, strict=True):
+            cand = np.asarray(cand, dtype=np.uint64)
+            ctx = np.broadcast_to(contexts[i][:, None], cand.shape)
+            pair_chunks.append(hashing.pair_hashes(ctx, cand).ravel())
+            weight_chunks.append(np.asarray(weight, dtype=np.float64).ravel())
+    pairs = np.concatenate(pair_chunks) if pair_chunks else np.zeros(0, dtype=np.uint64)
+    weights = np.concatenate(weight_chunks) if weight_chunks else np.zeros(0)
+    mean, var = scheme.score_moments()
+    spread = float(np.sqrt(var * np.sum(weights**2)))
+
+    def z_of(keys: np.ndarray) -> np.ndarray:
+        if not pairs.size or spread == 0.0:
+            return np.zeros(keys.size)
+        out = np.empty(keys.size)
+        for j, k in enumerate(keys):  # one key at a time: pairs can number millions
+            out[j] = float((scheme.token_scores(hashing.keyed(pairs, k)) - mean) @ weights)
+        return out / spread
+
+    z = float(z_of(np.array([key], dtype=np.uint64))[0])
+    p = float(stats.norm.sf(z)) if spread > 0 else 1.0
+    null = z_of(hashing.mix64(np.uint64(key) ^ np.arange(1, null_keys + 1, dtype=np.uint64)))
+    n_pos = int(sum(pos.size for pos in positions))
+    per_position = z * spread / max(n_pos, 1)
+    evidence = [
+        f"{n_pos} positions of {len(todo)} of our texts scored, each the first time its "
+        f"context was written; {repeats} positions whose context had been written before "
+        "left out",
+        f"the suspect puts {100 * per_position:+.3f} points more of its probability per "
+        f"position on our {'green tokens' if scheme.name == 'greenlist' else 'high scores'} "
+        f"than the reference does ({weights.size} candidate tokens): z = {z:.2f}",
+    ]
+    if null.size:
+        evidence.append(
+            f"{null.size} random keys give z of mean {null.mean():+.2f} and deviation "
+            f"{null.std():.2f} (the null's 0 and 1); {int((null >= z).sum())} reach {z:.2f}"
+        )
+    evidence.append(
+        f"p-value {p:.3g} (normal tail; {'radioactive' if p < 1e-5 else 'no evidence at 1e-5'})"
+    )
+    return AuditResult(
+        mode="reading-vs-reference",
+        p_value=p,
+        scored=n_pos,
+        statistic=per_position,
+        expected=0.0,
+        candidates=n_pos + repeats,
+        duplicates=repeats,
+        filtered=0,
+        texts=len(texts),
+        evidence=evidence,
     )
 
 
@@ -208,54 +336,59 @@ def _lookup(keys: np.ndarray, first: np.ndarray, queries: np.ndarray) -> np.ndar
     return np.where(hit, first[order][idx], absent)
 
 
-def boosted_tokens(suspect_logits: Any, reference_logits: Any, candidates: int = 10) -> Any:
-    """Per position, the token among the reference model's `candidates` most likely whose
-    log-probability the suspect raised most (torch tensors, [..., vocab] -> [...]).
-
-    A function of the two models and the prefix only, never of our key: under the null each
-    chosen (context, token) pair is green with probability gamma, as a top-1 prediction is.
-    A student trained on our text has raised the green tokens after each context a little;
-    the top-1 prediction shows that only where the rise overturns the reference's favourite,
-    the most raised candidate shows it at every position."""
+def _padded(group: list[np.ndarray], pad_id: int) -> tuple[Any, Any]:
     import torch
 
-    ref = torch.log_softmax(reference_logits.float(), dim=-1)
-    sus = torch.log_softmax(suspect_logits.float(), dim=-1)
-    top = ref.topk(min(candidates, ref.shape[-1]), dim=-1).indices
-    gain = sus.gather(-1, top) - ref.gather(-1, top)
-    return top.gather(-1, gain.argmax(dim=-1, keepdim=True)).squeeze(-1)
+    width = max(len(g) for g in group)
+    ids = torch.full((len(group), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(group), width), dtype=torch.long)
+    for r, g in enumerate(group):
+        ids[r, : len(g)] = torch.from_numpy(g.astype(np.int64))
+        mask[r, : len(g)] = 1
+    return ids, mask
 
 
-def torch_predictor(
-    model: Any,
-    pad_id: int = 0,
-    max_len: int = 1024,
-    *,
-    reference: Any | None = None,
-    candidates: int = 10,
-) -> Predictor:
-    """Top-1 predictions of a transformers causal LM (right-padded batches); with `reference`
-    (the public model the suspect was fine-tuned from), its `boosted_tokens` instead."""
+def _logits(net: Any, ids: Any, mask: Any) -> Any:
     import torch
 
-    def logits_of(net: Any, ids: Any, mask: Any) -> Any:
-        with torch.inference_mode():
-            return net(input_ids=ids, attention_mask=mask).logits
+    with torch.inference_mode():
+        return net(input_ids=ids, attention_mask=mask).logits
+
+
+def torch_predictor(model: Any, pad_id: int = 0, max_len: int = 1024) -> Predictor:
+    """Top-1 predictions of a transformers causal LM (right-padded batches)."""
 
     def predict(group: list[np.ndarray]) -> list[np.ndarray]:
         group = [g[:max_len] for g in group]
-        width = max(len(g) for g in group)
-        ids = torch.full((len(group), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for r, g in enumerate(group):
-            ids[r, : len(g)] = torch.from_numpy(g.astype(np.int64))
-            mask[r, : len(g)] = 1
-        logits = logits_of(model, ids, mask)
-        if reference is None:
-            top = logits.argmax(-1)
-        else:
-            top = boosted_tokens(logits, logits_of(reference, ids, mask), candidates)
+        top = _logits(model, *_padded(group, pad_id)).argmax(-1)
         chosen = top.numpy().astype(np.uint64)
         return [chosen[r, : len(g)] for r, g in enumerate(group)]
 
     return predict
+
+
+def torch_shift_scorer(
+    model: Any, reference: Any, pad_id: int = 0, candidates: int = 64
+) -> ShiftScorer:
+    """The suspect's and the reference's next-token probabilities at the positions asked
+    for: the `candidates` tokens most likely under the two together, and the suspect's
+    probability minus the reference's on each (the rest of the vocabulary carries little
+    mass under either, and leaving it out is a choice made without the key)."""
+    import torch
+
+    def shift(group: list[np.ndarray], positions: list[np.ndarray]) -> list[
+        tuple[np.ndarray, np.ndarray]
+    ]:
+        ids, mask = _padded(group, pad_id)
+        sus, ref = _logits(model, ids, mask), _logits(reference, ids, mask)
+        out = []
+        for r, pos in enumerate(positions):
+            rows = torch.from_numpy(np.asarray(pos, dtype=np.int64) - 1)
+            p = torch.softmax(sus[r, rows].float(), dim=-1)
+            q = torch.softmax(ref[r, rows].float(), dim=-1)
+            top = (p + q).topk(min(candidates, p.shape[-1]), dim=-1).indices
+            out.append((top.numpy().astype(np.uint64),
+                        (p.gather(-1, top) - q.gather(-1, top)).double().numpy()))
+        return out
+
+    return shift

@@ -59,6 +59,10 @@ class GreenList:
     def expected(self, n: np.ndarray) -> np.ndarray:
         return np.asarray(n) * self.gamma
 
+    def score_moments(self) -> tuple[float, float]:
+        """Mean and variance of one token's score when the text is not ours."""
+        return self.gamma, self.gamma * (1.0 - self.gamma)
+
     def logits_shift(self, keyed_vocab: np.ndarray) -> np.ndarray:
         """What to add to the logits for one context, from the keyed hashes of its vocabulary."""
         return self.token_scores(keyed_vocab) * self.delta
@@ -91,6 +95,10 @@ class GumbelMax:
 
     def expected(self, n: np.ndarray) -> np.ndarray:
         return np.asarray(n, dtype=np.float64)
+
+    def score_moments(self) -> tuple[float, float]:
+        """-ln(1 - r) of a uniform r is Exp(1): mean 1, variance 1."""
+        return 1.0, 1.0
 
     def choose(self, keyed_vocab: np.ndarray, probs: np.ndarray) -> int:
         """The token argmax r ** (1/p): log r / p, with zero-probability tokens excluded."""
