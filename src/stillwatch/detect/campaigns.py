@@ -1,11 +1,15 @@
 """Campaigns across accounts: an entity graph and community detection, off the request path.
 
 Accounts are linked through what they share: client IPs and their /24 (IPv6 /64), payment
-fingerprints, rare e-mail domains, sign-up bursts, recurring prompt templates. The graph is
+fingerprints, rare e-mail domains, sign-up bursts, a user agent within a network range,
+recurring prompt templates,
+and the cohorts of `stillwatch.detect.cohorts` (activity in lockstep, one corpus split between
+accounts). The graph is
 bipartite (accounts and entities), so a proxy address shared by fifty accounts costs fifty
 edges, not 1,225. Each edge weighs the inverse log of how many accounts share the entity,
 so a university NAT or a free-mail domain says little while a payment card shared by six
-accounts says a lot. Leiden (leidenalg, seeded) finds the communities; accounts in one
+accounts says a lot; a cohort, whose every tie was checked pair by pair, weighs the same
+however large it is. Leiden (leidenalg, seeded) finds the communities; accounts in one
 community form a candidate campaign, and its risk is what its members show together.
 """
 
@@ -34,7 +38,14 @@ SIGNUP_BUCKET = 6 * 3600.0
 MIN_HOLDERS = {"signup": 10, "template": 3}
 RESOLUTION = 0.1  # below 1: Leiden keeps a campaign whole instead of splitting it by subnet
 MIN_TIE = 0.3  # e.g. one IP shared with up to 27 others, or one payment method
-KINDS_WEIGHT = {"ip": 1.0, "subnet": 0.6, "payment": 2.0, "signup": 0.5, "template": 1.0}
+KINDS_WEIGHT = {
+    "ip": 1.0, "subnet": 0.6, "payment": 2.0, "signup": 0.5, "template": 1.0,
+    # one user agent behind one /24 (IPv6 /64): the same client program on the same network
+    # range. A user agent alone is no tie: most people share a handful of them
+    "agent": 0.5,
+    "sync": 1.0, "partition": 1.0,
+}
+COHORT_KINDS = ("sync", "partition")  # checked pair by pair: not diluted by their size
 
 
 def subnet_of(ip: str) -> str | None:
@@ -122,10 +133,14 @@ class EntityGraph:
             "payment": "payment methods",
             "signup": "sign-up bursts on one e-mail domain",
             "template": "prompt templates",
+            "agent": "user agents within one network range",
+            "sync": "cohorts active in lockstep (the same 10-second buckets, wave after wave)",
+            "partition": "cohorts taking disjoint slices of one public corpus",
         }
         evidence = []
         indicators: dict[str, list[str]] = {}
-        for kind in ("payment", "ip", "subnet", "template", "signup"):
+        for kind in ("payment", "ip", "subnet", "template", "sync", "partition", "agent",
+                     "signup"):
             items = sorted(by_kind.get(kind, []), reverse=True)
             if not items:
                 continue
@@ -187,6 +202,8 @@ def find_communities(
 
 
 def _weight(key: tuple[str, str], holders: list[str]) -> float:
+    if key[0] in COHORT_KINDS:
+        return KINDS_WEIGHT[key[0]]
     return KINDS_WEIGHT.get(key[0], 1.0) / math.log(1 + len(holders))
 
 

@@ -24,6 +24,7 @@ from stillwatch.detect.campaigns import (
     campaign_id_for,
     subnet_of,
 )
+from stillwatch.detect.cohorts import PartitionTracker, SyncTracker
 from stillwatch.detect.reasons import campaign_reason, feature_reasons
 from stillwatch.detect.risk import RiskModel
 from stillwatch.detect.shared import RedisShare
@@ -81,6 +82,8 @@ class DistillationDetector:
         self.meta = accounts if accounts is not None else {}
         self.settings = settings or DetectionSettings()
         self.graph = EntityGraph()
+        self.sync = SyncTracker()
+        self.partition = PartitionTracker()
         self.campaigns: dict[str, CampaignState] = {}
         self._accounts: dict[str, _Account] = {}
         self._pending: OrderedDict[str, RequestSignals] = OrderedDict()
@@ -106,6 +109,7 @@ class DistillationDetector:
             request.end_user,
             request.model or request.body.get("model"),
             request.tier,
+            request.user_agent,
         )
         return self._decision(request.account_id, acct, sig, request.end_user)
 
@@ -126,6 +130,7 @@ class DistillationDetector:
                 event.end_user,
                 event.model or event.request.get("model"),
                 None,
+                event.user_agent,
             )
         acct = self._accounts.get(account)
         if acct is not None and event.usage is not None:
@@ -151,6 +156,7 @@ class DistillationDetector:
         end_user: str | None,
         model: str | None,
         tier: str | None,
+        user_agent: str | None = None,
     ) -> _Account:
         self._now = max(self._now, ts)
         acct = self._known(account)
@@ -162,8 +168,14 @@ class DistillationDetector:
         acct.state.update(ts, sig, conversation, end_user, model, release)
         link = self._link
         link(account, "ip", ip)
-        link(account, "subnet", subnet_of(ip))
-        if sig.corpus is None:  # a public corpus item is no template of the account's own
+        subnet = subnet_of(ip)
+        link(account, "subnet", subnet)
+        if user_agent and subnet:  # one client program behind one network range
+            link(account, "agent", f"{user_agent} @ {subnet}")
+        self.sync.beat(account, ts)
+        if sig.corpus is not None:
+            self.partition.take(account, sig.corpus.corpus, sig.corpus.item)
+        else:  # a public corpus item is no template of the account's own
             state = acct.state
             for band in template_bands(sig.template):
                 seen = state.templates.get(band, 0)
@@ -314,12 +326,22 @@ class DistillationDetector:
         if ts < self._next_cluster:
             return
         self._next_cluster = ts + self.settings.cluster_every
+        self._link_cohorts(ts)
         if not self.graph.dirty and not self.campaigns:
             return
         if self.clusterer is not None:
             self.clusterer.submit(self.graph, ts)
         else:
             self.cluster(ts)
+
+    def _link_cohorts(self, now: float) -> None:
+        """Accounts that moved in lockstep, or split a corpus, since the last tick."""
+        for account, cohort in self.sync.tick(now):
+            self._link(account, "sync", cohort)
+        corpus = self.signals.corpus
+        sizes = corpus.corpora if corpus is not None else {}
+        for name, account, cohort in self.partition.tick(sizes):
+            self._link(account, "partition", f"{name}:{cohort}")
 
     def cluster(self, now: float) -> None:
         """Re-cluster and re-score campaigns from what has been seen up to `now`."""

@@ -3,6 +3,7 @@ not define (ids, user agents, e-mail domains, countries) is drawn as for everyon
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -135,16 +136,23 @@ def _slice(ctx: SimContext, pool: list[str]) -> list[str]:
 def _paced(
     ctx: SimContext, prompts: Iterator[dict[str, Any]], per_hour: float, t0: float | None = None
 ) -> Iterator[Draft]:
-    """Load-balanced pacing: a steady rate with jitter, round the clock."""
+    """Load-balanced pacing: a steady rate with jitter, round the clock. In a synchronised
+    campaign (`wave_seed`) one orchestrator sets the pace for every member: they fire in the
+    same waves, each within a few seconds of the wave and sitting out one wave in ten."""
     rng = ctx.rng
-    t = t0 if t0 is not None else ctx.start + rng.uniform(0, HOUR)
+    waves = random.Random(ctx.extra["wave_seed"]) if "wave_seed" in ctx.extra else None
+    clock = waves or rng
+    t = t0 if t0 is not None else ctx.start + clock.uniform(0, HOUR)
     for body in prompts:
+        while waves is not None and rng.random() < 0.1:
+            t += clock.uniform(0.5, 1.5) * 3600 / per_hour
         if t >= ctx.end:
             return
         body.setdefault("model", ctx.model(t))
         ip = rng.choice(ctx.identity.ips)
-        yield Draft(t, body, ctx.conversation_id(), ip, None, body["model"])
-        t += rng.uniform(0.5, 1.5) * 3600 / per_hour
+        at = t + rng.uniform(0.0, 3.0) if waves is not None else t
+        yield Draft(at, body, ctx.conversation_id(), ip, None, body["model"])
+        t += clock.uniform(0.5, 1.5) * 3600 / per_hour
 
 
 def _single(content: str, **params: Any) -> dict[str, Any]:

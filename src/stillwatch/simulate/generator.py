@@ -78,6 +78,7 @@ def _campaign(scenario: Scenario, spec: AttackSpec, rng: random.Random) -> list[
     payments = [f"pf_{rng.getrandbits(64):016x}" for _ in range(3)]
     throwaway = f"mail{rng.getrandbits(24):06x}.com"
     burst_at = scenario.start_ts - rng.uniform(1, 30) * DAY
+    wave_seed = rng.getrandbits(64) if spec.synchronised else None
     members = []
     n = spec.accounts + (1 if spec.reseller else 0)
     for k in range(n):
@@ -95,6 +96,8 @@ def _campaign(scenario: Scenario, spec: AttackSpec, rng: random.Random) -> list[
             ident.tier = "enterprise"
             ident.ips = [ident.ips[0]]
         extra = {"member": k, "members": spec.accounts}
+        if wave_seed is not None and not reseller:
+            extra["wave_seed"] = wave_seed
         if spec.per_hour:
             extra["per_hour"] = spec.per_hour
         persona = f"{spec.strategy}_reseller" if reseller else spec.strategy

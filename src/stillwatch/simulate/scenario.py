@@ -25,6 +25,8 @@ class AttackSpec(BaseModel):
     shared_payment: float = Field(0.0, ge=0, le=1)  # share of accounts on a few payment methods
     shared_email_domain: float = Field(0.0, ge=0, le=1)  # share on one throwaway domain
     reseller: bool = False  # one more account mixing the attack into real customers' traffic
+    # one orchestrator: paced members fire in the same waves, seconds apart
+    synchronised: bool = False
 
 
 class Scenario(BaseModel):
