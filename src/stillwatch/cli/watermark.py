@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 
 from stillwatch.cli.common import fail
@@ -239,9 +240,10 @@ def audit_cmd(
         "'smollm2' (the shipped model)."
     ),
     reference: str | None = typer.Option(
-        None, help="reading: the public model the suspect was fine-tuned from (same forms as "
-        "--suspect); the audit then measures how much more probability the suspect puts on "
-        "our green tokens than the reference does, which isolates what fine-tuning taught it."
+        None, help="the public model the suspect was fine-tuned from (same forms as "
+        "--suspect). reading: the audit measures how much more probability the suspect puts "
+        "on our green tokens than the reference does, which isolates what fine-tuning taught "
+        "it. generated: each pair is weighted by how open the reference finds that choice."
     ),
     shown: Path | None = typer.Option(
         None, exists=True, dir_okay=False,
@@ -258,21 +260,30 @@ def audit_cmd(
         audit_against_reference,
         audit_generated,
         audit_reading,
+        torch_openness,
         torch_predictor,
         torch_shift_scorer,
     )
     from stillwatch.watermark.tokenizer import encode
 
+    if mode not in ("reading", "generated"):
+        raise fail(f"unknown mode {mode!r}: reading or generated")
     keys, sch, tok = _keys(secrets), _scheme(scheme), _tokenizer(tokenizer)
     key = keys.derive(key_id or str(keys.key_id()))
     items = read_texts(str(texts), None)[:limit]
     ids = [encode(t.text, tok) for t in items]
-    if reference and mode != "reading":
-        raise fail("--reference applies to reading mode (the suspect's weights beside it)")
     if mode == "generated":
         prompts = [encode(t.text, tok) for t in read_texts(str(shown), None)] if shown else []
-        result = audit_generated(ids, sch, key, shown=prompts)
-    elif mode == "reading":
+        weights = None
+        if reference:
+            # the suspect's own prompts when they pair one to one with its texts
+            lead = prompts if len(prompts) == len(ids) else [np.zeros(0, np.int64)] * len(ids)
+            weigh = torch_openness(_load_suspect(reference))
+            weights = []
+            for i in range(0, len(ids), 8):
+                weights += weigh(lead[i : i + 8], ids[i : i + 8])
+        result = audit_generated(ids, sch, key, shown=prompts, weights=weights)
+    else:
         if not suspect:
             raise fail("reading mode needs --suspect (the model's weights)")
         model = _load_suspect(suspect)
@@ -281,8 +292,6 @@ def audit_cmd(
             result = audit_against_reference(scorer, ids, sch, key)
         else:
             result = audit_reading(torch_predictor(model), ids, sch, key)
-    else:
-        raise fail(f"unknown mode {mode!r}: reading or generated")
     _emit(result.to_dict())
 
 

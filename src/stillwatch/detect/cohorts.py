@@ -10,7 +10,12 @@ per account, and enter the entity graph as shared entities, like an address or a
   buckets to tell.
 - Partitioned corpora: accounts that each take a disjoint slice of one corpus. Two independent
   sweeps of a corpus of N items, of a and b items, share about a * b / N of them; a pair that
-  shares none where three or more were expected took its slices from one plan.
+  shares none where six or more were expected, and whose items interleave (slices dealt out
+  in turn, not two stretches of the corpus as two people splitting a benchmark would take),
+  took its slices from one plan, when the two also stand apart from the same other accounts
+  and step through the corpus at the same stride: every member of a plan avoids every other
+  and is dealt alike, while two plans dealt over one corpus miss each other only here and
+  there, by arithmetic, and must not merge.
 
 Pairs found are merged into cohorts (union-find, the smallest account id names a cohort, so
 the names do not depend on the order pairs were found in); an account holds the entity of each
@@ -29,10 +34,15 @@ SYNC_BUCKET = 10.0  # seconds: a wave of one orchestrator lands within a bucket 
 SYNC_WINDOW = 3 * 3600.0
 SYNC_MIN_BUCKETS = 10
 SYNC_MAX_DENSITY = 0.2  # active in more of the window's buckets than this: always on
+SYNC_MAX_RUNS = 0.5  # more of its buckets followed by another than this: busy, not in waves
 SYNC_ROWS, SYNC_BANDS = 4, 8
 SYNC_AGREEMENT = 0.5  # share of the signature two accounts must agree on
 PARTITION_MIN_ITEMS = 20
-PARTITION_EXPECTED = 3.0
+PARTITION_EXPECTED = 6.0  # shared items two independent sweeps would have (P(none) = 0.25%)
+PARTITION_MIXING = 0.5  # share of the possible alternations between the two sorted slices
+PARTITION_AGREEMENT = 0.8  # Jaccard of the sets of accounts each of a pair stands apart from
+PARTITION_EVERY = 3600.0  # seconds of event time between two looks
+PARTITION_STRIDE = 0.15  # how far apart the two slices' typical gaps may be (relative)
 PARTITION_MAX_ITEMS = 1024  # items remembered per account and corpus
 PARTITION_MAX_HOLDERS = 32  # an item taken by more accounts is a popular one: not tracked
 
@@ -105,7 +115,9 @@ class SyncTracker:
             seen = self.buckets[account]
             while seen and seen[0] <= lo:
                 seen.popleft()
-            if SYNC_MIN_BUCKETS <= len(seen) <= SYNC_MAX_DENSITY * _WINDOW_BUCKETS:
+            if SYNC_MIN_BUCKETS <= len(seen) <= SYNC_MAX_DENSITY * _WINDOW_BUCKETS and (
+                _runs(seen) <= SYNC_MAX_RUNS
+            ):
                 names.append(account)
                 sigs.append(self.signature(seen))
         self.active.clear()
@@ -140,52 +152,111 @@ class SyncTracker:
         )
 
 
+def _runs(buckets: deque[int]) -> float:
+    """Share of the active buckets followed by an active one: near 1 for an account busy
+    for a stretch (a nightly batch job), low for one that fires in waves."""
+    arr = np.fromiter(buckets, dtype=np.int64)
+    return float(np.mean(np.diff(arr) == 1)) if arr.size > 1 else 0.0
+
+
+def _stride(items: set[int]) -> float:
+    """The typical gap between consecutive items of a slice: one plan deals every member the
+    same stride, two plans over one corpus rarely share it."""
+    return float(np.median(np.diff(np.sort(np.fromiter(items, dtype=np.int64)))))
+
+
+def _mixing(a: set[int], b: set[int]) -> float:
+    """How finely two disjoint sets of item numbers interleave: alternations between them in
+    sorted order, as a share of the most there can be. Slices dealt out in turn (or drawn at
+    random) mix; two runs over different stretches of a corpus (a benchmark's first and
+    second half) do not, and that is how people split work too."""
+    items = np.fromiter([*a, *b], dtype=np.int64, count=len(a) + len(b))
+    side = np.repeat(np.array([0, 1], dtype=np.int8), [len(a), len(b)])
+    switches = int(np.count_nonzero(np.diff(side[np.argsort(items, kind="stable")])))
+    return switches / max(1, 2 * min(len(a), len(b)))
+
+
 class PartitionTracker:
-    """Which corpus items each account took, and sweeps that avoid each other by plan."""
+    """Which corpus items each account took, whom it shares one with, and sweeps that avoid
+    each other by plan. Overlaps are recorded as items are taken, so a tick only compares the
+    sizes of the sweeps that grew."""
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, set[int]]] = {}  # corpus -> account -> items
-        self.holders: dict[tuple[str, int], set[str]] = {}  # (corpus, item) -> accounts
-        self.changed: set[tuple[str, str]] = set()  # (corpus, account) since the last tick
+        self.holders: dict[tuple[str, int], list[str]] = {}  # (corpus, item) -> accounts
+        self.overlaps: dict[tuple[str, str], set[str]] = {}  # (corpus, account) -> accounts
+        self.sweepers: dict[str, set[str]] = {}  # corpus -> accounts with enough items
+        self.changed: set[tuple[str, str]] = set()  # (corpus, sweeper) grown since the tick
         self.cohorts = Cohorts()
+        self._next = float("-inf")
 
     def take(self, account: str, corpus: str, item: int) -> None:
         mine = self.items.setdefault(corpus, {}).setdefault(account, set())
         if item in mine or len(mine) >= PARTITION_MAX_ITEMS:
             return
         mine.add(item)
-        who = self.holders.setdefault((corpus, item), set())
+        who = self.holders.setdefault((corpus, item), [])
+        if who:
+            shared = self.overlaps.setdefault((corpus, account), set())
+            for other in who:
+                shared.add(other)
+                self.overlaps.setdefault((corpus, other), set()).add(account)
         if len(who) < PARTITION_MAX_HOLDERS:
-            who.add(account)
-        self.changed.add((corpus, account))
+            who.append(account)
+        if len(mine) >= PARTITION_MIN_ITEMS:
+            self.sweepers.setdefault(corpus, set()).add(account)
+            self.changed.add((corpus, account))
 
-    def tick(self, sizes: dict[str, int]) -> list[tuple[str, str, str]]:
-        """(corpus, account, cohort) for every account whose cohort in a corpus changed."""
+    def tick(self, sizes: dict[str, int], now: float) -> list[tuple[str, str, str]]:
+        """(corpus, account, cohort) for every account whose cohort in a corpus changed.
+        Runs at most once per PARTITION_EVERY seconds of event time: a sweep takes days."""
+        if now < self._next:
+            return []
+        self._next = now + PARTITION_EVERY
         out: list[tuple[str, str, str]] = []
-        changed = sorted(self.changed)
+        corpora = sorted({c for c, _ in self.changed})
         self.changed.clear()
-        for corpus in sorted({c for c, _ in changed}):
+        for corpus in corpora:
             size = sizes.get(corpus, 0)
-            taken = self.items.get(corpus, {})
-            sweepers = sorted(a for a, s in taken.items() if len(s) >= PARTITION_MIN_ITEMS)
-            if size <= 0 or len(sweepers) < 2:
-                continue
-            counts = np.array([len(taken[a]) for a in sweepers], dtype=np.float64)
-            where = {a: i for i, a in enumerate(sweepers)}
-            pairs = []
-            for c, a in changed:
-                if c != corpus or a not in where:
-                    continue
-                overlap = np.zeros(len(sweepers), dtype=bool)
-                for item in taken[a]:
-                    for b in self.holders.get((corpus, item), ()):
-                        if b in where:
-                            overlap[where[b]] = True
-                expected = counts[where[a]] * counts / size
-                apart = np.flatnonzero(~overlap & (expected >= PARTITION_EXPECTED))
-                pairs.extend((a, sweepers[j]) for j in apart if sweepers[j] != a)
-            out.extend((corpus, a, r) for a, r in _joined(self.cohorts, pairs))
+            sweepers = sorted(self.sweepers.get(corpus, ()))
+            if size > 0 and len(sweepers) >= 3:
+                out.extend((corpus, a, r) for a, r in self._cohorts_in(corpus, size, sweepers))
         return out
+
+    def _cohorts_in(self, corpus: str, size: int, sweepers: list[str]) -> list[tuple[str, str]]:
+        """Pairs apart by plan: they share no item where six were expected, they interleave,
+        and they stand apart from the same others (two members of one plan avoid each other
+        and everyone in it; a pair from two plans that miss each other by luck does not)."""
+        taken = self.items[corpus]
+        counts = np.array([len(taken[a]) for a in sweepers], dtype=np.float64)
+        where = {a: i for i, a in enumerate(sweepers)}
+        overlap = np.zeros((len(sweepers), len(sweepers)), dtype=bool)
+        for i, a in enumerate(sweepers):
+            for other in self.overlaps.get((corpus, a), ()):
+                j = where.get(other)
+                if j is not None:
+                    overlap[i, j] = True
+        apart = (np.outer(counts, counts) / size >= PARTITION_EXPECTED) & ~overlap
+        np.fill_diagonal(apart, False)
+        profile = (apart | np.eye(len(sweepers), dtype=bool)).astype(np.float32)
+        shared = profile @ profile.T
+        sizes_ = profile.sum(axis=1)
+        agree = shared / (sizes_[:, None] + sizes_[None, :] - shared)
+        candidates = np.triu(apart & (agree >= PARTITION_AGREEMENT))
+        candidates &= (sizes_ >= 3)[:, None]  # a plan of three accounts at least
+        pairs = []
+        gaps: dict[str, float] = {}
+        for i, j in zip(*np.nonzero(candidates), strict=True):
+            a, b = sweepers[i], sweepers[j]
+            if self.cohorts.root(a) == self.cohorts.root(b):
+                continue
+            ga = gaps[a] if a in gaps else gaps.setdefault(a, _stride(taken[a]))
+            gb = gaps[b] if b in gaps else gaps.setdefault(b, _stride(taken[b]))
+            if abs(ga - gb) <= PARTITION_STRIDE * max(ga, gb) and (
+                _mixing(taken[a], taken[b]) >= PARTITION_MIXING
+            ):
+                pairs.append((a, b))
+        return _joined(self.cohorts, pairs)
 
 
 def _joined(cohorts: Cohorts, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

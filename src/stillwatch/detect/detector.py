@@ -340,7 +340,7 @@ class DistillationDetector:
             self._link(account, "sync", cohort)
         corpus = self.signals.corpus
         sizes = corpus.corpora if corpus is not None else {}
-        for name, account, cohort in self.partition.tick(sizes):
+        for name, account, cohort in self.partition.tick(sizes, now):
             self._link(account, "partition", f"{name}:{cohort}")
 
     def cluster(self, now: float) -> None:

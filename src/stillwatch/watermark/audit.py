@@ -71,9 +71,10 @@ def _decide(
     scheme: Scheme,
     key: int,
     texts: int,
+    weights: np.ndarray | None = None,
 ) -> AuditResult:
     candidates = int(pairs.size)
-    unique = np.unique(pairs)
+    unique, first = np.unique(pairs, return_index=True)
     duplicates = candidates - int(unique.size)
     keep = ~np.isin(unique, exclude, assume_unique=True) if exclude.size else np.ones(
         unique.size, dtype=bool
@@ -82,14 +83,21 @@ def _decide(
     s = scheme.token_scores(hashing.keyed(scored, np.uint64(key))) if scored.size else (
         np.zeros(0)
     )
+    dropped = candidates - duplicates - int(scored.size)
+    seen = (
+        f"{candidates} (context, token) pairs from {texts} texts; {duplicates} repeats and "
+        f"{dropped} pairs the suspect was shown dropped"
+    )
+    if weights is not None:
+        return _weighted(mode, s, weights[first[keep]], scheme, seen, candidates, duplicates,
+                         dropped, texts)
     n = float(scored.size)
     stat = float(s.sum())
     p = float(scheme.pvalues(np.array([n]), np.array([stat]))[0])
     exp = float(scheme.expected(np.array([n]))[0])
     what = "green pairs" if scheme.name == "greenlist" else "score"
     evidence = [
-        f"{candidates} (context, token) pairs from {texts} texts; {duplicates} repeats and "
-        f"{candidates - duplicates - int(scored.size)} pairs the suspect was shown dropped",
+        seen,
         f"{what}: {stat:.1f} observed against {exp:.1f} expected of a model that never saw "
         f"our text ({int(scored.size)} pairs scored)",
         f"exact p-value {p:.3g} ({'radioactive' if p < 1e-5 else 'no evidence at 1e-5'})",
@@ -102,8 +110,36 @@ def _decide(
         expected=exp,
         candidates=candidates,
         duplicates=duplicates,
-        filtered=candidates - duplicates - int(scored.size),
+        filtered=dropped,
         texts=texts,
+        evidence=evidence,
+    )
+
+
+def _weighted(
+    mode: str, s: np.ndarray, w: np.ndarray, scheme: Scheme, seen: str, candidates: int,
+    duplicates: int, dropped: int, texts: int,
+) -> AuditResult:
+    """Σ w (score - mean): under the null the scores are independent of weights fixed
+    without the key, so the sum has mean 0 and variance var · Σ w²; normal tail."""
+    from scipy import stats
+
+    mean, var = scheme.score_moments()
+    spread = float(np.sqrt(var * np.sum(w**2)))
+    z = float((s - mean) @ w) / spread if spread > 0 else 0.0
+    p = float(stats.norm.sf(z)) if spread > 0 else 1.0
+    share = float((s * w).sum() / w.sum()) if w.sum() > 0 else 0.0
+    what = "green share" if scheme.name == "greenlist" else "mean score"
+    evidence = [
+        seen,
+        f"{what}, each pair weighted by how open the choice was ({s.size} pairs, mean weight "
+        f"{float(w.mean()) if w.size else 0.0:.2f}): {share:.4f} against {mean:.4f} of a model "
+        f"that never saw our text; z = {z:.2f}",
+        f"p-value {p:.3g} (normal tail; {'radioactive' if p < 1e-5 else 'no evidence at 1e-5'})",
+    ]
+    return AuditResult(
+        mode=mode, p_value=p, scored=int(s.size), statistic=share, expected=mean,
+        candidates=candidates, duplicates=duplicates, filtered=dropped, texts=texts,
         evidence=evidence,
     )
 
@@ -114,17 +150,32 @@ def audit_generated(
     key: int,
     *,
     shown: Sequence[object] = (),
+    weights: Sequence[np.ndarray] | None = None,
 ) -> AuditResult:
     """`suspect_texts`: token ids of what the suspect wrote; `shown`: the prompts it was given
-    (their pairs are dropped)."""
+    (their pairs are dropped).
+
+    `weights`: per text, one weight per token, fixed without our key: how open the choice of
+    that token was (`torch_openness`, from any model, the public one the suspect came from
+    being the best guess). A radioactive model leans towards green tokens only where it had a
+    choice; where one continuation is all but certain, its colour is chance. Weighting the
+    pairs by that openness keeps the null (mean 0, variance known) and sharpens the test."""
     w = scheme.width
-    chunks = []
-    for t in suspect_texts:
+    chunks, weight_chunks = [], []
+    for i, t in enumerate(suspect_texts):
         toks = _as_tokens(t)
         if toks.size > w:
             chunks.append(hashing.pair_hashes(hashing.context_hashes(toks, w), toks)[w:])
+            if weights is not None:
+                weight_chunks.append(np.asarray(weights[i], dtype=np.float64)[w : toks.size])
     pairs = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint64)
-    return _decide("generated", pairs, text_pairs(shown, w), scheme, key, len(suspect_texts))
+    flat = None
+    if weights is not None:
+        flat = np.concatenate(weight_chunks) if weight_chunks else np.zeros(0)
+        if flat.size != pairs.size:
+            raise ValueError("one weight per token of each text")
+    mode = "generated" if weights is None else "generated-weighted"
+    return _decide(mode, pairs, text_pairs(shown, w), scheme, key, len(suspect_texts), flat)
 
 
 Predictor = Callable[[list[np.ndarray]], list[np.ndarray]]
@@ -392,3 +443,30 @@ def torch_shift_scorer(
         return out
 
     return shift
+
+
+def torch_openness(model: Any, pad_id: int = 0) -> Callable[
+    [list[np.ndarray], list[np.ndarray]], list[np.ndarray]
+]:
+    """(prompts, texts written after them) -> per text, 1 - Σ q² of the model's next-token
+    distribution q at each of its tokens: 0 where one token was certain, near 1 where many
+    were open. Any model gives weights fixed without our key; the closer it is to the
+    suspect, the sharper the test."""
+    import torch
+
+    def weigh(prompts: list[np.ndarray], texts: list[np.ndarray]) -> list[np.ndarray]:
+        seqs = [np.concatenate([np.asarray(p, np.uint64), np.asarray(t, np.uint64)])
+                for p, t in zip(prompts, texts, strict=True)]
+        logits = _logits(model, *_padded(seqs, pad_id))
+        out = []
+        for r, (p, t) in enumerate(zip(prompts, texts, strict=True)):
+            n, lead = len(t), len(p)
+            w = np.ones(n)  # a first token with nothing before it: no guess, full weight
+            start = max(lead, 1)
+            if n and lead + n > start:
+                q = torch.softmax(logits[r, start - 1 : lead + n - 1].float(), dim=-1)
+                w[start - lead :] = (1.0 - (q * q).sum(-1)).double().numpy()
+            out.append(w)
+        return out
+
+    return weigh
