@@ -30,6 +30,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from stillwatch.watermark.hashing import mix64
+
 SYNC_BUCKET = 10.0  # seconds: a wave of one orchestrator lands within a bucket or two
 SYNC_WINDOW = 3 * 3600.0
 SYNC_MIN_BUCKETS = 10
@@ -50,15 +52,6 @@ _WINDOW_BUCKETS = int(SYNC_WINDOW // SYNC_BUCKET)
 _SEEDS = (
     np.arange(1, SYNC_ROWS * SYNC_BANDS + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
 )
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint64(30))
-        x = x * np.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> np.uint64(27))
-        x = x * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
 
 
 class Cohorts:
@@ -132,7 +125,7 @@ class SyncTracker:
     @staticmethod
     def signature(buckets: Iterable[int]) -> np.ndarray:
         arr = np.fromiter(buckets, dtype=np.uint64)
-        return _mix(arr[None, :] ^ _SEEDS[:, None]).min(axis=1)
+        return mix64(arr[None, :] ^ _SEEDS[:, None]).min(axis=1)
 
     @staticmethod
     def pairs(sigs: np.ndarray) -> list[tuple[int, int]]:
