@@ -3,7 +3,7 @@
 Reads the log once into memory (so disk and JSON parsing are measured separately), then runs
 over the same events, interleaved in rounds: the null detector (the runner's own cost: the
 baseline), and the distillation detector with each stage timed (signals, account state and
-risk, policy, clustering). Prints events/s for both, the ratio, peak memory, the per-stage
+risk, policy, the cohorts of lockstep activity and corpus partitions, clustering). Prints events/s for both, the ratio, peak memory, the per-stage
 profile and the distribution of the cost of `decide` per request (what the gateway pays).
 
     python bench/detect_throughput.py EVENTS [--accounts A] [--corpora DIR] [--limit N]
@@ -42,13 +42,16 @@ class Timed:
 
     def __init__(self, detector: Any) -> None:
         self.d = detector
-        self.ns: dict[str, int] = {"signals": 0, "account+risk": 0, "policy": 0, "cluster": 0}
+        self.ns: dict[str, int] = {
+            "signals": 0, "account+risk": 0, "policy": 0, "cohorts": 0, "cluster": 0,
+        }
         self.decide_ns: list[int] = []
         clock = time.perf_counter_ns
-        signals, observe, decision, cluster = (
+        signals, observe, decision, cohorts, cluster = (
             detector.signals,
             detector._observe,
             detector._decision,
+            detector._link_cohorts,
             detector.cluster,
         )
 
@@ -66,6 +69,7 @@ class Timed:
         detector.signals = timed("signals", signals)
         detector._observe = timed("account+risk", observe)
         detector._decision = timed("policy", decision)
+        detector._link_cohorts = timed("cohorts", cohorts)
         detector.cluster = timed("cluster", cluster)
         self._decide = detector.decide
 

@@ -39,6 +39,7 @@ SYNC_MAX_DENSITY = 0.2  # active in more of the window's buckets than this: alwa
 SYNC_MAX_RUNS = 0.5  # more of its buckets followed by another than this: busy, not in waves
 SYNC_ROWS, SYNC_BANDS = 4, 8
 SYNC_AGREEMENT = 0.5  # share of the signature two accounts must agree on
+SYNC_MAX_ACCOUNTS = 4096  # compared in one tick at most (the busiest first): a bounded pause
 PARTITION_MIN_ITEMS = 20
 PARTITION_EXPECTED = 6.0  # shared items two independent sweeps would have (P(none) = 0.25%)
 PARTITION_MIXING = 0.5  # share of the possible alternations between the two sorted slices
@@ -47,6 +48,7 @@ PARTITION_EVERY = 3600.0  # seconds of event time between two looks
 PARTITION_STRIDE = 0.15  # how far apart the two slices' typical gaps may be (relative)
 PARTITION_MAX_ITEMS = 1024  # items remembered per account and corpus
 PARTITION_MAX_HOLDERS = 32  # an item taken by more accounts is a popular one: not tracked
+PARTITION_MAX_SWEEPERS = 512  # per corpus and look, the largest sweeps: a bounded pause
 
 _WINDOW_BUCKETS = int(SYNC_WINDOW // SYNC_BUCKET)
 _SEEDS = (
@@ -103,17 +105,18 @@ class SyncTracker:
     def tick(self, now: float) -> list[tuple[str, str]]:
         """(account, cohort) for every account whose cohort changed since the last tick."""
         lo = int(now // SYNC_BUCKET) - _WINDOW_BUCKETS
-        names, sigs = [], []
-        for account in sorted(self.active):
+        eligible = []
+        for account in self.active:
             seen = self.buckets[account]
             while seen and seen[0] <= lo:
                 seen.popleft()
             if SYNC_MIN_BUCKETS <= len(seen) <= SYNC_MAX_DENSITY * _WINDOW_BUCKETS and (
                 _runs(seen) <= SYNC_MAX_RUNS
             ):
-                names.append(account)
-                sigs.append(self.signature(seen))
+                eligible.append((-len(seen), account))
         self.active.clear()
+        names = [a for _, a in sorted(eligible)[:SYNC_MAX_ACCOUNTS]]
+        sigs = [self.signature(self.buckets[a]) for a in names]
         for account, stale in list(self.buckets.items()):
             if stale and stale[-1] <= lo:  # gone quiet: forget it
                 del self.buckets[account]
@@ -211,7 +214,9 @@ class PartitionTracker:
         self.changed.clear()
         for corpus in corpora:
             size = sizes.get(corpus, 0)
-            sweepers = sorted(self.sweepers.get(corpus, ()))
+            taken = self.items[corpus]
+            largest = sorted(self.sweepers.get(corpus, ()), key=lambda a: (-len(taken[a]), a))
+            sweepers = sorted(largest[:PARTITION_MAX_SWEEPERS])
             if size > 0 and len(sweepers) >= 3:
                 out.extend((corpus, a, r) for a, r in self._cohorts_in(corpus, size, sweepers))
         return out
