@@ -3,8 +3,9 @@
 Reads the log once into memory (so disk and JSON parsing are measured separately), then runs
 over the same events, interleaved in rounds: the null detector (the runner's own cost: the
 baseline), and the distillation detector with each stage timed (signals, account state and
-risk, policy, the cohorts of lockstep activity and corpus partitions, clustering). Prints events/s for both, the ratio, peak memory, the per-stage
-profile and the distribution of the cost of `decide` per request (what the gateway pays).
+risk, policy, the cohorts of lockstep activity and corpus partitions, clustering). Prints
+events/s for both, the ratio, peak memory, the per-stage profile and the distribution of the
+cost of `decide` per request (what the gateway pays).
 
     python bench/detect_throughput.py EVENTS [--accounts A] [--corpora DIR] [--limit N]
     python bench/detect_throughput.py            # simulates ~1.3 M events first (about 1 min)
