@@ -46,6 +46,7 @@ class Timed:
         self.ns: dict[str, int] = {
             "signals": 0, "account+risk": 0, "policy": 0, "cohorts": 0, "cluster": 0,
         }
+        self.max_ns: dict[str, int] = dict.fromkeys(self.ns, 0)  # the longest single call
         self.decide_ns: list[int] = []
         clock = time.perf_counter_ns
         signals, observe, decision, cohorts, cluster = (
@@ -62,7 +63,9 @@ class Timed:
                 try:
                     return fn(*a, **k)
                 finally:
-                    self.ns[name] += clock() - t
+                    took = clock() - t
+                    self.ns[name] += took
+                    self.max_ns[name] = max(self.max_ns[name], took)
 
             return inner
 
@@ -130,6 +133,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             return decide[min(len(decide) - 1, int(p * len(decide)))] / 1000
 
         out["stages_us_per_event"] = {k: v / 1000 / n for k, v in timed.ns.items()}
+        out["stages_longest_call_ms"] = {k: v / 1e6 for k, v in timed.max_ns.items()}
         out["decide_us"] = {
             "p50": q(0.5),
             "p90": q(0.9),
@@ -207,6 +211,8 @@ def main() -> None:
         f"detector's time; stages (µs/event): "
         + ", ".join(f"{k} {v:.1f}" for k, v in d["stages_us_per_event"].items())
     )
+    print("longest single call (ms): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in d["stages_longest_call_ms"].items()))
     for name in ("distillation-no-memo", "distillation"):
         print(f"{name} decide µs: "
               + ", ".join(f"{k} {v:.1f}" for k, v in runs[name]["decide_us"].items()))
