@@ -57,24 +57,32 @@ class Timed:
             detector.cluster,
         )
 
-        def timed(name: str, fn: Any) -> Any:
-            def inner(*a: Any, **k: Any) -> Any:
+        counters = self
+
+        class Stage:
+            """A timed callable that keeps the wrapped object's attributes."""
+
+            def __init__(self, name: str, fn: Any) -> None:
+                self.name, self.fn = name, fn
+
+            def __call__(self, *a: Any, **k: Any) -> Any:
                 t = clock()
                 try:
-                    return fn(*a, **k)
+                    return self.fn(*a, **k)
                 finally:
                     took = clock() - t
-                    self.ns[name] += took
-                    self.max_ns[name] = max(self.max_ns[name], took)
+                    counters.ns[self.name] += took
+                    counters.max_ns[self.name] = max(counters.max_ns[self.name], took)
 
-            return inner
+            def __getattr__(self, attr: str) -> Any:
+                return getattr(self.fn, attr)
 
         self.extractor = self.signals = signals  # what the runner hands its workers
-        detector.signals = timed("signals", signals)
-        detector._observe = timed("account+risk", observe)
-        detector._decision = timed("policy", decision)
-        detector._link_cohorts = timed("cohorts", cohorts)
-        detector.cluster = timed("cluster", cluster)
+        detector.signals = Stage("signals", signals)
+        detector._observe = Stage("account+risk", observe)
+        detector._decision = Stage("policy", decision)
+        detector._link_cohorts = Stage("cohorts", cohorts)
+        detector.cluster = Stage("cluster", cluster)
         self._decide = detector.decide
 
         def decide(ctx: Any) -> Any:

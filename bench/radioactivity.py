@@ -65,6 +65,19 @@ def mixture(wm: list[dict], clean: list[dict], frac: float, n: int, seed: int) -
     ]
 
 
+def served(wm: list[dict], clean: list[dict], fractions: list[float], frac: float, n: int,
+           limit: int | None) -> list[dict]:
+    """The watermarked answers a student at share `frac` was trained on, at most `limit` of
+    them (a fixed sample); for the clean student, those of the smallest positive share, so
+    that its null is tested on the very texts that make the case against that student."""
+    share = frac if frac > 0 else min((f for f in fractions if f > 0), default=0.1)
+    rows = [r for r in mixture(wm, clean, share, n, seed=1) if r["wm"]]
+    if limit and len(rows) > limit:
+        pick = np.random.default_rng(5).choice(len(rows), limit, replace=False)
+        rows = [rows[i] for i in sorted(pick.tolist())]
+    return rows
+
+
 def sequences(rows: list[dict], tokenizer, max_len: int) -> list[list[int]]:
     from stillwatch.watermark.model import chat_ids
 
@@ -261,6 +274,12 @@ def main() -> None:
         help="sampling temperatures of the students' generated answers; the first is the "
              "one the check and the table use, the others are reported beside it",
     )
+    ap.add_argument(
+        "--read-served", action="store_true",
+        help="read each student on the watermarked answers in its own training data (what "
+             "its accounts were served and harvested, which per-account keys and telemetry "
+             "name); the clean student on the smallest positive share's answers",
+    )
     ap.add_argument("--save-students", type=Path,
                     help="directory to keep each LoRA adapter in, for later audits")
     ap.add_argument(
@@ -320,6 +339,9 @@ def main() -> None:
             t0 = time.time()
             data = mixture(wm, clean, frac, n_train, seed=1)
             seqs = sequences(data, lm.tokenizer, max_len)
+            if args.read_served:
+                read_rows = served(wm, clean, fractions, frac, n_train, args.audit_texts)
+                ours = [np.asarray(r["ids"], dtype=np.uint64) for r in read_rows]
             if student == "tiny":
                 eos = lm.tokenizer.eos_token_id
                 if vocab:
@@ -375,6 +397,7 @@ def main() -> None:
                 "student": student, "params": params, "watermarked_share": frac,
                 "train_answers": len(data), "train_tokens": sum(len(s) for s in seqs),
                 "watermarked_tokens": wm_tokens, "final_loss": loss,
+                "read_texts": len(ours), "read_served": args.read_served,
                 "reading_p": reading.p_value, "reading_scored": reading.scored,
                 "reading_green_share": reading.statistic / max(reading.scored, 1),
                 "reading_vs_reference_p": against.p_value if against else None,
