@@ -4,7 +4,8 @@ Shared by the watermark-quality and radioactivity benchmarks. Settings: `greenli
 `gumbel` (stillwatch's schemes under the demo deployment key; `greenlist-d3` with bias 3
 instead of 2), `hf-kgw` (transformers'
 `WatermarkingConfig`, the baseline), `none` (unwatermarked). The cache lives in
-bench/.cache/teacher/<setting>.jsonl, one answer per line: {"i", "prompt", "ids"}.
+bench/.cache/teacher/<setting>.jsonl, one answer per line: {"i", "prompt", "ids"}; answers
+archived with `--archive` (bench/data/teacher/, committed) seed it on a new machine.
 
     python bench/teacher_cache.py --setting greenlist --n 200
 """
@@ -12,15 +13,21 @@ bench/.cache/teacher/<setting>.jsonl, one answer per line: {"i", "prompt", "ids"
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import random
 import sys
 import time
+import zlib
 from pathlib import Path
 
-CACHE = Path(__file__).parent / ".cache" / "teacher"
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora"
+CACHE = DEFAULT_CACHE = Path(__file__).parent / ".cache" / "teacher"
+# committed answers of the main cache, ids only (prompts are rebuilt from the corpora), so that
+# a new machine starts from them instead of hours of generation
+ARCHIVE = Path(__file__).parent / "data" / "teacher"
+ROOT = Path(__file__).resolve().parents[1]
+CORPORA = ROOT.parent / "shared" / "data" / "corpora"
 # setting -> the stillwatch scheme it generates under (hf-kgw and none have none)
 SCHEMES = {
     "greenlist": {"name": "greenlist"},
@@ -56,7 +63,44 @@ def corpus_prompts(limit: int = 5000, seed: int = 7) -> list[str]:
 
 
 def read(setting: str) -> list[dict]:
+    restore(setting)
     return read_jsonl(CACHE / f"{setting}.jsonl")
+
+
+def restore(setting: str) -> None:
+    """Add the archived answers the cache lacks (main cache only)."""
+    archive = ARCHIVE / f"{setting}.jsonl.gz"
+    if CACHE != DEFAULT_CACHE or not archive.exists():
+        return
+    have = {r["i"] for r in read_jsonl(CACHE / f"{setting}.jsonl")}
+    with gzip.open(archive, "rt") as fh:
+        missing = [r for r in map(json.loads, fh) if r["i"] not in have]
+    if not missing:
+        return
+    if not CORPORA.exists():  # the archive's prompts are the corpora's
+        print(f"{archive} not used: its prompts come from {CORPORA}, absent", file=sys.stderr)
+        return
+    prompts = corpus_prompts(max(r["i"] for r in missing) + 1)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f"{setting}.jsonl", "a") as fh:
+        for r in missing:
+            prompt = prompts[r["i"]]
+            if zlib.crc32(prompt.encode()) != r["crc"]:
+                raise SystemExit(f"{archive}: prompt {r['i']} differs from the corpora's; "
+                                 "the archive was made from other corpora")
+            fh.write(json.dumps({"i": r["i"], "prompt": prompt, "ids": r["ids"]}) + "\n")
+
+
+def write_archive(setting: str) -> Path:
+    """The cache's answers as the committed archive: index, prompt checksum and token ids."""
+    rows = sorted(read_jsonl(CACHE / f"{setting}.jsonl"), key=lambda r: r["i"])
+    ARCHIVE.mkdir(parents=True, exist_ok=True)
+    path = ARCHIVE / f"{setting}.jsonl.gz"
+    with gzip.open(path, "wt", compresslevel=9) as fh:
+        for r in rows:
+            fh.write(json.dumps({"i": r["i"], "crc": zlib.crc32(r["prompt"].encode()),
+                                 "ids": r["ids"]}, separators=(",", ":")) + "\n")
+    return path
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -125,9 +169,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--archive", action="store_true",
+                    help=f"write the cached answers to {ARCHIVE.relative_to(ROOT)} (no generation)")
     args = ap.parse_args()
     for s in args.setting:
-        ensure(s, args.n, args.batch, args.offset)
+        if args.archive:
+            print(write_archive(s))
+        else:
+            ensure(s, args.n, args.batch, args.offset)
 
 
 if __name__ == "__main__":
