@@ -81,8 +81,7 @@ def restore(setting: str) -> None:
         print(f"{archive} not used: its prompts come from {CORPORA}, absent", file=sys.stderr)
         return
     prompts = corpus_prompts(max(r["i"] for r in missing) + 1)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"{setting}.jsonl", "a") as fh:
+    with append_to(CACHE / f"{setting}.jsonl") as fh:
         for r in missing:
             prompt = prompts[r["i"]]
             if zlib.crc32(prompt.encode()) != r["crc"]:
@@ -101,6 +100,18 @@ def write_archive(setting: str) -> Path:
             fh.write(json.dumps({"i": r["i"], "crc": zlib.crc32(r["prompt"].encode()),
                                  "ids": r["ids"]}, separators=(",", ":")) + "\n")
     return path
+
+
+def append_to(path: Path):
+    """The cache file opened for appending, a partial last line (a run cut mid-write) cut off
+    first, so that new lines do not fuse with it and vanish from `read_jsonl`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as fh:
+                fh.truncate(data.rfind(b"\n") + 1)
+    return open(path, "a")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -136,9 +147,8 @@ def ensure(setting: str, n: int, batch: int = 16, offset: int = 0) -> list[dict]
     prompts = corpus_prompts(offset + n + 1000)
     lm = load_smollm2(threads=int(os.environ.get("STILLWATCH_THREADS", "2")))
     key = MasterKeys.load().derive("v1")
-    CACHE.mkdir(parents=True, exist_ok=True)
     t0, made = time.time(), 0
-    with open(CACHE / f"{setting}.jsonl", "a") as fh:
+    with append_to(CACHE / f"{setting}.jsonl") as fh:
         for start in range(0, len(todo), batch):
             idx = todo[start : start + batch]
             ids = [chat_ids(lm.tokenizer, [{"role": "user", "content": prompts[i]}]) for i in idx]
