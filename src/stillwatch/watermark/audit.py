@@ -298,7 +298,6 @@ def audit_against_reference(
     show the spread of the standardised statistic the p-value assumes (mean 0, deviation 1).
     `given`: per text, how many leading tokens are its prompt (fed to both models, never
     scored); without it, the first `width` tokens are taken as given."""
-    from scipy import stats
 
     w = scheme.width
     texts = [_as_tokens(t)[:max_len] for t in our_texts]
@@ -317,6 +316,139 @@ def audit_against_reference(
             weight_chunks.append(np.asarray(weight, dtype=np.float64).ravel())
     pairs = np.concatenate(pair_chunks) if pair_chunks else np.zeros(0, dtype=np.uint64)
     weights = np.concatenate(weight_chunks) if weight_chunks else np.zeros(0)
+    z, p, null, spread = _centred_test(pairs, weights, scheme, key, null_keys)
+    n_pos = int(sum(pos.size for pos in positions))
+    per_position = z * spread / max(n_pos, 1)
+    evidence = [
+        f"{n_pos} positions of {len(todo)} of our texts scored, each the first time its "
+        f"context was written; {repeats} positions whose context had been written before "
+        "left out",
+        f"the suspect puts {100 * per_position:+.3f} points more of its probability per "
+        f"position on our {'green tokens' if scheme.name == 'greenlist' else 'high scores'} "
+        f"than the reference does ({weights.size} candidate tokens): z = {z:.2f}",
+    ]
+    evidence += _null_evidence(z, p, null)
+    return AuditResult(
+        mode="reading-vs-reference",
+        p_value=p,
+        scored=n_pos,
+        statistic=per_position,
+        expected=0.0,
+        candidates=n_pos + repeats,
+        duplicates=repeats,
+        filtered=0,
+        texts=len(texts),
+        evidence=evidence,
+    )
+
+
+ReferenceGuess = Callable[
+    [list[np.ndarray], list[np.ndarray]], list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+]
+"""(prompts, texts written after them) -> per text, at each of its tokens: the reference's
+likeliest next tokens (n, k), their probabilities (n, k), and the probability it gave the
+token actually written (n,)."""
+
+
+def audit_generated_against_reference(
+    guess: ReferenceGuess,
+    suspect_texts: Sequence[object],
+    scheme: Scheme,
+    key: int,
+    *,
+    prompts: Sequence[object] | None = None,
+    shown: Sequence[object] = (),
+    batch: int = 8,
+    null_keys: int = 200,
+) -> AuditResult:
+    """Generated mode for a suspect fine-tuned from a public model we also have.
+
+    At each token the suspect wrote, the statistic adds that token's centred score minus the
+    reference's expectation of it (its probabilities times the centred scores of its likeliest
+    tokens): how much greener the suspect's choice was than the reference's guess at that
+    point. A token the reference was sure of adds nothing, so the test hears the suspect
+    only where it had a choice, and the reference's own chance lean towards our key cancels.
+    The expectation is that of the green-mass shift that reading against a reference
+    measures, so the two modes read the same bias, one from weights and one from samples.
+
+    Under the null (a suspect that never saw our text) neither the texts nor the reference
+    depend on the key. Every (context, token) pair's weight, summed over the positions it
+    occurs at, is fixed before its score is drawn, independently for distinct pairs, so the
+    sum has mean 0 and variance var · Σ W²; normal tail, with `null_keys` random keys showing
+    the spread. `prompts`: per text, what the suspect was asked (the reference reads the text
+    after it; the prompt is never scored). Pairs of `shown` are dropped, as in
+    `audit_generated`. Whether the reference samples at the temperature the suspect was asked
+    for changes only the power, never the null."""
+    w = scheme.width
+    texts = [_as_tokens(t) for t in suspect_texts]
+    leads = [_as_tokens(p) for p in prompts] if prompts is not None else [
+        np.zeros(0, dtype=np.uint64) for _ in texts
+    ]
+    if len(leads) != len(texts):
+        raise ValueError("one prompt per text")
+    pair_chunks, weight_chunks = [], []
+    positions = 0
+    for b in range(0, len(texts), batch):
+        group, lead = texts[b : b + batch], leads[b : b + batch]
+        for toks, pre, (top, prob, written) in zip(group, lead, guess(lead, group), strict=True):
+            seq = np.concatenate([pre, toks]).astype(np.uint64)
+            start = max(w - pre.size, 0)  # the first token with `w` tokens before it
+            if toks.size <= start:
+                continue
+            ctx = hashing.context_hashes(seq, w)[pre.size + start :]
+            top = np.asarray(top, dtype=np.uint64)[start:]
+            here = toks[start:]
+            out = -np.asarray(prob, dtype=np.float64)[start:]
+            out[top == here[:, None]] = 0.0  # the written token gets its own column below
+            cand = np.concatenate([top, here[:, None]], axis=1)
+            weight = np.concatenate(
+                [out, 1.0 - np.asarray(written, dtype=np.float64)[start:, None]], axis=1
+            )
+            pair_chunks.append(hashing.pair_hashes(np.broadcast_to(ctx[:, None], cand.shape),
+                                                   cand).ravel())
+            weight_chunks.append(weight.ravel())
+            positions += here.size
+    pairs = np.concatenate(pair_chunks) if pair_chunks else np.zeros(0, dtype=np.uint64)
+    weights = np.concatenate(weight_chunks) if weight_chunks else np.zeros(0)
+    unique, inverse = np.unique(pairs, return_inverse=True)
+    summed = np.bincount(inverse, weights=weights, minlength=unique.size)
+    exclude = text_pairs(shown, w)
+    keep = summed != 0.0
+    if exclude.size:
+        keep &= ~np.isin(unique, exclude, assume_unique=True)
+    dropped = int((summed != 0.0).sum() - keep.sum())
+    z, p, null, spread = _centred_test(unique[keep], summed[keep], scheme, key, null_keys)
+    per_position = z * spread / max(positions, 1)
+    evidence = [
+        f"{positions} tokens of {len(texts)} texts the suspect wrote, each set against the "
+        f"reference's guess there; {int(keep.sum())} distinct (context, token) pairs weighed, "
+        f"{dropped} pairs the suspect was shown dropped",
+        f"the suspect's tokens are {100 * per_position:+.3f} points per token more often our "
+        f"{'green tokens' if scheme.name == 'greenlist' else 'high scores'} than the "
+        f"reference expected: z = {z:.2f}",
+        *_null_evidence(z, p, null),
+    ]
+    return AuditResult(
+        mode="generated-vs-reference",
+        p_value=p,
+        scored=int(keep.sum()),
+        statistic=per_position,
+        expected=0.0,
+        candidates=int(pairs.size),
+        duplicates=int(pairs.size - unique.size),
+        filtered=dropped,
+        texts=len(texts),
+        evidence=evidence,
+    )
+
+
+def _centred_test(
+    pairs: np.ndarray, weights: np.ndarray, scheme: Scheme, key: int, null_keys: int
+) -> tuple[float, float, np.ndarray, float]:
+    """z of Σ w (score - mean) over distinct pairs with weights fixed without the key, its
+    normal tail, the z of `null_keys` keys no text was written with, and the sum's spread."""
+    from scipy import stats
+
     mean, var = scheme.score_moments()
     spread = float(np.sqrt(var * np.sum(weights**2)))
 
@@ -331,36 +463,20 @@ def audit_against_reference(
     z = float(z_of(np.array([key], dtype=np.uint64))[0])
     p = float(stats.norm.sf(z)) if spread > 0 else 1.0
     null = z_of(hashing.mix64(np.uint64(key) ^ np.arange(1, null_keys + 1, dtype=np.uint64)))
-    n_pos = int(sum(pos.size for pos in positions))
-    per_position = z * spread / max(n_pos, 1)
-    evidence = [
-        f"{n_pos} positions of {len(todo)} of our texts scored, each the first time its "
-        f"context was written; {repeats} positions whose context had been written before "
-        "left out",
-        f"the suspect puts {100 * per_position:+.3f} points more of its probability per "
-        f"position on our {'green tokens' if scheme.name == 'greenlist' else 'high scores'} "
-        f"than the reference does ({weights.size} candidate tokens): z = {z:.2f}",
-    ]
+    return z, p, null, spread
+
+
+def _null_evidence(z: float, p: float, null: np.ndarray) -> list[str]:
+    out = []
     if null.size:
-        evidence.append(
+        out.append(
             f"{null.size} random keys give z of mean {null.mean():+.2f} and deviation "
             f"{null.std():.2f} (the null's 0 and 1); {int((null >= z).sum())} reach {z:.2f}"
         )
-    evidence.append(
+    out.append(
         f"p-value {p:.3g} (normal tail; {'radioactive' if p < 1e-5 else 'no evidence at 1e-5'})"
     )
-    return AuditResult(
-        mode="reading-vs-reference",
-        p_value=p,
-        scored=n_pos,
-        statistic=per_position,
-        expected=0.0,
-        candidates=n_pos + repeats,
-        duplicates=repeats,
-        filtered=0,
-        texts=len(texts),
-        evidence=evidence,
-    )
+    return out
 
 
 def _first_positions(values: np.ndarray) -> np.ndarray:
@@ -445,6 +561,27 @@ def torch_shift_scorer(
     return shift
 
 
+def _distributions_after(
+    model: Any, prompts: list[np.ndarray], texts: list[np.ndarray], pad_id: int,
+    temperature: float = 1.0,
+) -> list[tuple[int, Any]]:
+    """Per text written after its prompt: the index of its first token the model had
+    something to predict from (0 after a prompt, 1 without one) and the model's next-token
+    distributions for it and every later token of the text (rows of a tensor)."""
+    import torch
+
+    seqs = [np.concatenate([np.asarray(p, np.uint64), np.asarray(t, np.uint64)])
+            for p, t in zip(prompts, texts, strict=True)]
+    logits = _logits(model, *_padded(seqs, pad_id))
+    out = []
+    for r, (p, t) in enumerate(zip(prompts, texts, strict=True)):
+        n, lead = len(t), len(p)
+        start = max(lead, 1)
+        rows = logits[r, start - 1 : max(lead + n - 1, start - 1)].float() / temperature
+        out.append((start - lead, torch.softmax(rows, dim=-1)))
+    return out
+
+
 def torch_openness(model: Any, pad_id: int = 0) -> Callable[
     [list[np.ndarray], list[np.ndarray]], list[np.ndarray]
 ]:
@@ -452,21 +589,45 @@ def torch_openness(model: Any, pad_id: int = 0) -> Callable[
     distribution q at each of its tokens: 0 where one token was certain, near 1 where many
     were open. Any model gives weights fixed without our key; the closer it is to the
     suspect, the sharper the test."""
-    import torch
 
     def weigh(prompts: list[np.ndarray], texts: list[np.ndarray]) -> list[np.ndarray]:
-        seqs = [np.concatenate([np.asarray(p, np.uint64), np.asarray(t, np.uint64)])
-                for p, t in zip(prompts, texts, strict=True)]
-        logits = _logits(model, *_padded(seqs, pad_id))
         out = []
-        for r, (p, t) in enumerate(zip(prompts, texts, strict=True)):
-            n, lead = len(t), len(p)
-            w = np.ones(n)  # a first token with nothing before it: no guess, full weight
-            start = max(lead, 1)
-            if n and lead + n > start:
-                q = torch.softmax(logits[r, start - 1 : lead + n - 1].float(), dim=-1)
-                w[start - lead :] = (1.0 - (q * q).sum(-1)).double().numpy()
+        for t, (first, q) in zip(texts, _distributions_after(model, prompts, texts, pad_id),
+                                 strict=True):
+            w = np.ones(len(t))  # a first token with nothing before it: no guess, full weight
+            w[first:] = (1.0 - (q * q).sum(-1)).double().numpy()
             out.append(w)
         return out
 
     return weigh
+
+
+def torch_reference_guess(
+    model: Any, pad_id: int = 0, candidates: int = 64, temperature: float = 1.0
+) -> ReferenceGuess:
+    """The reference's guess at each token of texts written after their prompts (see
+    `ReferenceGuess`): its `candidates` likeliest tokens at `temperature`. A text's first
+    token with no prompt before it gets no guess (probabilities 0; it is never scored)."""
+    import torch
+
+    def guess(prompts: list[np.ndarray], texts: list[np.ndarray]) -> list[
+        tuple[np.ndarray, np.ndarray, np.ndarray]
+    ]:
+        out = []
+        for t, (first, q) in zip(
+            texts, _distributions_after(model, prompts, texts, pad_id, temperature), strict=True
+        ):
+            n, k = len(t), min(candidates, q.shape[-1])
+            top = np.zeros((n, k), dtype=np.uint64)
+            prob = np.zeros((n, k))
+            written = np.zeros(n)
+            if n > first:
+                best = q.topk(k, dim=-1)
+                top[first:] = best.indices.numpy().astype(np.uint64)
+                prob[first:] = best.values.double().numpy()
+                ids = torch.from_numpy(np.asarray(t[first:], dtype=np.int64))[:, None]
+                written[first:] = q.gather(-1, ids)[:, 0].double().numpy()
+            out.append((top, prob, written))
+        return out
+
+    return guess
