@@ -2,7 +2,7 @@
 
 A student trained on watermarked text inherits its bias ("radioactivity"): it prefers, a little,
 the tokens our key made green after each context. The audit measures that preference in one of
-three ways and turns it into a p-value under the null of a model that never saw our text.
+four ways and turns it into a p-value under the null of a model that never saw our text.
 
 - Reading mode (open weights): feed our watermarked texts to the suspect and take its top-1
   prediction at each position; score the (context, prediction) pairs.
@@ -12,6 +12,9 @@ three ways and turns it into a p-value under the null of a model that never saw 
   moves every green token's probability a little; the top-1 prediction shows that only where
   the move overturns the favourite, the green mass shows it at every position.
 - Generated mode (only outputs): score the (context, token) pairs of texts the suspect wrote.
+- Generated against a reference (outputs, and the public model the suspect was fine-tuned
+  from): at each token the suspect wrote, its colour minus the reference's expectation of it;
+  the same shift as reading against a reference, heard through samples.
 
 What keeps the test honest: each distinct (context, token) pair counts once across the whole
 audit, and pairs the suspect could have copied from what it was shown are dropped (in reading
@@ -38,7 +41,8 @@ from stillwatch.watermark.schemes import Scheme
 
 @dataclass(frozen=True)
 class AuditResult:
-    mode: str  # reading | reading-vs-reference | generated
+    # reading | reading-vs-reference | generated | generated-weighted | generated-vs-reference
+    mode: str
     p_value: float
     scored: int  # distinct (context, token) pairs scored
     statistic: float
