@@ -390,7 +390,7 @@ def main() -> None:
     ap.add_argument(
         "--check", action="store_true",
         help="exit 1 unless p > 0.01 at 0%% (every test) and p < 1e-5 at 100%% in both "
-        "modes (against SmolLM2 where the student was read against it)",
+        "modes (against SmolLM2 for its fine-tune)",
     )
     args = ap.parse_args()
     args.out = args.out or (OUT_SMALL if args.small else OUT)
@@ -533,16 +533,17 @@ def main() -> None:
         check(results)
 
 
-PRIMARY = {"reading": ("reading_vs_reference_p", "reading_p"),
-           "generated": ("generated_vs_reference_p", "generated_p")}
+# each mode's test fixed in advance: against SmolLM2 for its fine-tune, plain for the student
+# trained from scratch (SmolLM2 is no reference for it)
+PRIMARY = {"lora": ("reading_vs_reference_p", "generated_vs_reference_p"),
+           "tiny": ("reading_p", "generated_p")}
 NULLS = ("reading_p", "reading_vs_reference_p", "generated_p", "generated_weighted_p",
          "generated_vs_reference_p")
 
 
 def check(rows: list[dict]) -> None:
     """Exit 1 unless every test reported on a clean student gives p > 0.01 and each mode's
-    primary test (against SmolLM2 where the student was read against it) gives p < 1e-5 at
-    100%."""
+    primary test (`PRIMARY`) gives p < 1e-5 at 100%."""
     bad = []
     for r in rows:
         who = f"{r['student']} at {r['watermarked_share']:.0%}"
@@ -550,10 +551,9 @@ def check(rows: list[dict]) -> None:
             bad += [f"{who}: {k} {r[k]:.3g}" for k in NULLS
                     if r.get(k) is not None and r[k] <= 0.01]
         if r["watermarked_share"] == 1.0:
-            for mode, keys in PRIMARY.items():
-                k = next(k for k in keys if r.get(k) is not None)
-                if r[k] >= 1e-5:
-                    bad.append(f"{who}: {mode} ({k}) {r[k]:.3g}")
+            for k in PRIMARY[r["student"]]:
+                if r.get(k) is None or r[k] >= 1e-5:
+                    bad.append(f"{who}: {k} {r.get(k)}")
     if bad:
         raise SystemExit("radioactivity check failed: " + "; ".join(bad))
     print("radioactivity check passed")
