@@ -11,11 +11,14 @@ mode (our watermarked answers fed to it) and from its generated text alone (answ
 it was not trained on, with the prompts' pairs filtered). The LoRA student, a fine-tune of a
 public model, is also read against that model (`audit_against_reference`: how much more of its
 probability the student puts on our green tokens than SmolLM2 does, each of our answers fed
-after its prompt).
+after its prompt), and its generated answers are set against SmolLM2's guess at each token
+(`audit_generated_against_reference`).
 
     python bench/radioactivity.py                 # from the cache, both students
     python bench/radioactivity.py --small --check # the CI version (about 5 minutes): a small
                                                   # teacher run, the from-scratch student only
+    python bench/radioactivity.py --audit-saved --save-students DIR --out RUN.json
+                                                  # audit a run's kept answers again
 """
 
 from __future__ import annotations
