@@ -302,7 +302,6 @@ def audit_against_reference(
     show the spread of the standardised statistic the p-value assumes (mean 0, deviation 1).
     `given`: per text, how many leading tokens are its prompt (fed to both models, never
     scored); without it, the first `width` tokens are taken as given."""
-
     w = scheme.width
     texts = [_as_tokens(t)[:max_len] for t in our_texts]
     lead = [0] * len(texts) if given is None else list(given)
