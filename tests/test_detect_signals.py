@@ -192,3 +192,103 @@ def test_shingles_are_the_polynomial_of_their_words_at_every_width():
                     acc = (acc * 0x100000001B3 + int(h[i + j])) & mask
                 expected.append(mix(acc))
             assert shingles(h, width).tolist() == expected, (n, width)
+
+
+TRICKY = [
+    "",
+    "plain ascii words, with_underscores and 12 numbers 3.14 and 007 agent",
+    "caf\u00e9 na\u00efve \u00fcber \u2014 don\u2019t \u201cquote\u201d \u2026 \u00a0 spaces",
+    "\u5e2e\u6211\u89e3\u8fd9\u4e2a\u65b9\u7a0b x+1=2 \u3002\u63a5\u4e0b\u6765",
+    "Arabic-Indic \u0661\u0662\u0663 and mixed a\u0661b2c \u0661\u00b2 superscript",
+    "decomposed e\u0301t\u00e9 \u0130stanbul \u00df\u1e9e \u01c5",
+    "emoji \U0001f600word\U0001f680 \u2705done \u200bzero\u200bwidth",
+    "a lone surrogate \ud800 between words and \udc00x",
+    "1" * 500 + " tail 0000 00 0",
+    " ".join(f"w{i} caf\u00e9{i}" for i in range(600)),
+    "x\u0085y\u2003z\u3000w\tv\nu\x1fq",
+]
+
+
+def test_skeleton_words_are_the_regex_words_with_numbers_masked() -> None:
+    """The byte-table split reads exactly the words of `\\w+` over the lower-cased text, with
+    every run of digits (any script) as '0', cut at the limit."""
+    import re
+
+    def reference(text: str, limit: int) -> list[str]:
+        words = re.findall(r"\w+", text[:8000].lower())[:limit]
+        return [w if w.isalpha() else re.sub(r"\d+", "0", w) for w in words]
+
+    rng = np.random.default_rng(7)
+    alphabet = list("aZ _-.,'\n0123456789")
+    alphabet += list("\u00e9\u2019\u2014\u0661\u00b2\u5e2e\u0301\u00a0\U0001f600")
+    texts = [*TRICKY]
+    texts += ["".join(rng.choice(alphabet, int(rng.integers(0, 80)))) for _ in range(2000)]
+    for text in texts:
+        for limit in (3, 400):
+            assert skeleton_words(text, limit) == reference(text, limit), (text[:60], limit)
+
+
+def test_coercion_terms_are_found_at_their_character_positions_in_any_script() -> None:
+    """ASCII prompts are scanned as bytes and others as text: both report every occurrence of
+    every term (overlapping ones too) at its character position, as a plain search does."""
+    from stillwatch.detect.signals import coercion
+
+    terms: dict[str, set[str]] = {}
+    for concept in coercion.CONCEPTS:
+        for group in coercion.LEXICON[concept].values():
+            for term in group:
+                terms.setdefault(term.lower(), set()).add(concept)
+
+    def reference(text: str) -> list[tuple[int, str]]:
+        low = text.lower()
+        out = []
+        for term, concepts in terms.items():
+            at = low.find(term)
+            while at >= 0:
+                latin = term[0].isascii() and term[0].isalpha()
+                if not (latin and at > 0 and low[at - 1].isalpha()):
+                    out.extend((at, c) for c in concepts)
+                at = low.find(term, at + 1)
+        return sorted(out)
+
+    asks = [p for ps in COERCION.values() for p in ps][:30]
+    for text in [*TRICKY, *asks, *("\u00e9\u5e2e " + a + " \U0001f600" for a in asks)]:
+        assert coercion.hits(text) == reference(text), text[:60]
+    ascii_ask = asks[0]
+    shifted = coercion.hits("\u2014" + ascii_ask)  # one non-ASCII character in front
+    assert [(p - 1, c) for p, c in shifted] == coercion.hits(ascii_ask) != []
+
+
+def test_the_corpus_screen_lets_every_indexed_shingle_through() -> None:
+    """The bitmap only spares dictionary probes: matching through it is matching by probing
+    every shingle of the prompt."""
+    from collections import Counter
+
+    from stillwatch.detect.signals.corpus_index import SHINGLE
+    from stillwatch.detect.signals.hashing import shingles
+
+    corpora = load_fixtures()
+    index = CorpusIndex()
+    index.add("math", corpora.math)
+    index.add("code", corpora.code)
+    rng = np.random.default_rng(11)
+    items = [*corpora.math, *corpora.code]
+    prompts = [INSTRUCTIONS[1].format(p=items[int(i)]) for i in rng.integers(0, len(items), 200)]
+    prompts += [" ".join(items[int(i)].split()[:12]) for i in rng.integers(0, len(items), 200)]
+    prompts += list(corpora.chat[:200])
+    matched = 0
+    for prompt in prompts:
+        hashes = word_hashes(skeleton_words(prompt))
+        got = index.match(hashes)
+        owners, items = index._owner, index._items  # the brute force reads the tables
+        counts: Counter[int] = Counter()
+        if len(hashes) >= SHINGLE:
+            shingled = set(shingles(hashes, SHINGLE).tolist())
+            counts.update(owners[h] for h in shingled if h in owners)
+        best = max(counts, key=lambda i: (counts[i] / items[i][2], -i), default=None)
+        if best is None or counts[best] / items[best][2] < index.min_containment:
+            assert got is None, prompt[:60]
+        else:
+            matched += 1
+            assert got is not None and (got.corpus, got.item) == items[best][:2], prompt[:60]
+    assert matched >= 200

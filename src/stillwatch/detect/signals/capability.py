@@ -121,7 +121,6 @@ def text_capability(words: list[str]) -> str:
         return "agentic"
     if len(vocab & _CODE) >= 2:
         return "code"
-    numbers = sum(1 for w in head if w == "0")
-    if numbers >= 2 and vocab & _MATH:
+    if head.count("0") >= 2 and vocab & _MATH:
         return "math"
     return "chat"

@@ -15,12 +15,13 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import ahocorasick
+import ahocorasick_rs
 import yaml
 
 
@@ -52,37 +53,61 @@ FEATURES = (
 _TAIL = 2000  # demands sit at either end of a prompt; the middle is the task
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 WINDOW = 160  # characters: a modifier counts only near a mention of reasoning
 
 
-def _automaton() -> ahocorasick.Automaton:
-    automaton = ahocorasick.Automaton()
-    merged: dict[str, set[str]] = {}
-    for concept in CONCEPTS:
-        for terms in LEXICON[concept].values():
-            for term in terms:
-                merged.setdefault(term.lower(), set()).add(concept)
-    for term, found in merged.items():
-        automaton.add_word(term, (len(term), term[0].isascii() and term[0].isalpha(), found))
-    automaton.make_automaton()
-    return automaton
+class _Lexicon:
+    """Every term of the lexicon in one Aho-Corasick automaton (a compiled one: the scan is
+    the dearest step of the signal on long prompts), with what each term means."""
+
+    def __init__(self) -> None:
+        merged: dict[str, set[str]] = {}
+        for concept in CONCEPTS:
+            for terms in LEXICON[concept].values():
+                for term in terms:
+                    merged.setdefault(term.lower(), set()).add(concept)
+        terms = sorted(merged)
+        # (starts a Latin word, concepts) by term number
+        self.meaning = [(t[0].isascii() and t[0].isalpha(), frozenset(merged[t])) for t in terms]
+        kind, dfa = ahocorasick_rs.MatchKind.Standard, ahocorasick_rs.Implementation.DFA
+        self.automaton = ahocorasick_rs.AhoCorasick(terms, matchkind=kind, implementation=dfa)
+        # ASCII text (most prompts) is scanned as bytes: no offsets to convert, same positions
+        self.ascii_automaton = ahocorasick_rs.BytesAhoCorasick(
+            [t.encode() for t in terms], matchkind=kind, implementation=dfa
+        )
+
+    def __len__(self) -> int:
+        return len(self.meaning)
+
+    def find(self, low: str) -> list[tuple[int, int, int]]:
+        """(term number, start, end) of every occurrence, overlapping ones included."""
+        if low.isascii():
+            return self.ascii_automaton.find_matches_as_indexes(low.encode(), overlapping=True)
+        try:
+            return self.automaton.find_matches_as_indexes(low, overlapping=True)
+        except UnicodeEncodeError:  # lone surrogates: no term holds one; same positions
+            low = _SURROGATE.sub("\ufffd", low)
+            return self.automaton.find_matches_as_indexes(low, overlapping=True)
 
 
-_AUTOMATON = _automaton()
+_LEXICON = _Lexicon()
 
 
 def hits(text: str) -> list[tuple[int, str]]:
-    """(position, concept) of every lexicon term in the text; Latin-script terms must start a
-    word ("raw" is not in "drawing"), stems may end anywhere."""
+    """(position, concept) of every lexicon term in the text, in text order; Latin-script
+    terms must start a word ("raw" is not in "drawing"), stems may end anywhere."""
     low = text.lower()
     if len(low) > 2 * _TAIL:
         low = low[:_TAIL] + "\n" + low[-_TAIL:]
+    meaning = _LEXICON.meaning
     out = []
-    for end, (length, latin, found) in _AUTOMATON.iter(low):
-        start = end - length + 1
+    for number, start, _ in _LEXICON.find(low):
+        latin, found = meaning[number]
         if latin and start > 0 and low[start - 1].isalpha():
             continue
         out.extend((start, c) for c in found)
+    out.sort()  # by position, then concept: the features read mentions in text order
     return out
 
 
