@@ -147,3 +147,34 @@ def test_time_format_is_rfc3339_utc_milliseconds() -> None:
     assert format_ts(1_770_890_400.1234) == "2026-02-12T10:00:00.123Z"
     assert parse_ts("2026-02-12T10:00:00.123Z") == pytest.approx(1_770_890_400.123)
     assert parse_ts("2026-02-12T11:00:00+01:00") == parse_ts("2026-02-12T10:00:00Z")
+
+
+def test_an_event_takes_the_addresses_the_standard_library_takes() -> None:
+    """IPv4 is checked by one regex on the hot path; it must agree with `ipaddress` on the
+    edges (leading zeros, 256, too few or many parts, non-ASCII digits), IPv6 included."""
+    import ipaddress
+
+    import msgspec
+
+    addresses = [
+        "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5",
+        "1.2.3.4\n", " 1.2.3.4", "\u0661.2.3.4", "192.168.001.1", "10.0.0.1", "::1",
+        "2001:db8::1", "2001:db8::g", "", "1..2.3", "99.100.199.250",
+    ]
+    for address in addresses:
+        try:
+            ipaddress.ip_address(address)
+            valid = True
+        except ValueError:
+            valid = False
+        line = msgspec.json.encode(
+            {"id": "a", "ts": "2026-02-12T10:00:00Z", "account_id": None, "ip": address,
+             "request": {}}
+        )
+        try:
+            msgspec.json.decode(line, type=RequestEvent)
+            taken = True
+        except msgspec.ValidationError as exc:
+            assert "ip" in str(exc)
+            taken = False
+        assert taken == valid, address
