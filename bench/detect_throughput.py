@@ -5,7 +5,8 @@ over the same events, interleaved in rounds: the null detector (the runner's own
 baseline), and the distillation detector with each stage timed (signals, account state and
 risk, policy, the cohorts of lockstep activity and corpus partitions, clustering). Prints
 events/s for both, the ratio, peak memory, the per-stage profile and the distribution of the
-cost of `decide` per request (what the gateway pays).
+cost of `decide` per request (what each request waits for in the gateway) and of `observe`
+(what the gateway does once the request is sent on).
 
     python bench/detect_throughput.py EVENTS [--accounts A] [--corpora DIR] [--limit N]
     python bench/detect_throughput.py            # simulates ~1.3 M events first (about 1 min)
@@ -48,6 +49,7 @@ class Timed:
         }
         self.max_ns: dict[str, int] = dict.fromkeys(self.ns, 0)  # the longest single call
         self.decide_ns: list[int] = []
+        self.observe_ns: list[int] = []
         clock = time.perf_counter_ns
         signals, observe, decision, cohorts, cluster = (
             detector.signals,
@@ -92,6 +94,14 @@ class Timed:
             return out
 
         self.decide = decide
+        self._observe = detector.observe
+
+        def observe(ctx: Any) -> None:
+            t = clock()
+            self._observe(ctx)
+            self.observe_ns.append(clock() - t)
+
+        self.observe = observe
         self.record = detector.record
 
 
@@ -135,20 +145,23 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "rss_before_mib": start_rss,
     }
     if timed is not None:
-        decide = sorted(timed.decide_ns)
 
-        def q(p: float) -> float:
-            return decide[min(len(decide) - 1, int(p * len(decide)))] / 1000
+        def quantiles(ns: list[int]) -> dict[str, float]:
+            ns = sorted(ns)
+
+            def q(p: float) -> float:
+                return ns[min(len(ns) - 1, int(p * len(ns)))] / 1000
+
+            return {
+                "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999),
+                "mean": statistics.fmean(ns) / 1000,
+            }
 
         out["stages_us_per_event"] = {k: v / 1000 / n for k, v in timed.ns.items()}
         out["stages_longest_call_ms"] = {k: v / 1e6 for k, v in timed.max_ns.items()}
-        out["decide_us"] = {
-            "p50": q(0.5),
-            "p90": q(0.9),
-            "p99": q(0.99),
-            "p999": q(0.999),
-            "mean": statistics.fmean(decide) / 1000,
-        }
+        out["decide_us"] = quantiles(timed.decide_ns)
+        # what the gateway does once the request is sent on: off the request's latency
+        out["observe_us"] = quantiles(timed.observe_ns)
         out["campaigns"] = len(timed.d.campaigns)
         extractor = timed.extractor
         out["signal_memo_hit_rate"] = extractor.hits / max(1, extractor.hits + extractor.misses)
@@ -222,8 +235,9 @@ def main() -> None:
     print("longest single call (ms): "
           + ", ".join(f"{k} {v:.1f}" for k, v in d["stages_longest_call_ms"].items()))
     for name in ("distillation-no-memo", "distillation"):
-        print(f"{name} decide µs: "
-              + ", ".join(f"{k} {v:.1f}" for k, v in runs[name]["decide_us"].items()))
+        for call in ("decide", "observe"):
+            print(f"{name} {call} µs: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in runs[name][f"{call}_us"].items()))
     print(f"signal memo: hit rate {d['signal_memo_hit_rate']:.1%}; without it detection takes "
           f"{result['ratio_time_no_memo_to_memo']:.2f}x as long")
     print(f"signals computed ahead by {par['signal_workers']} worker(s): "

@@ -34,6 +34,7 @@ def _request(i: int, account: str, ip: str) -> tuple[RequestContext, RequestEven
 
 def _serve(d: DistillationDetector, ctx: RequestContext, ev: RequestEvent) -> float:
     decision = d.decide(ctx)
+    d.observe(ctx)
     d.record(ev)
     return decision.risk
 
@@ -76,8 +77,10 @@ def test_two_replicas_judge_the_whole_account(redis_url: str) -> None:
     for d in replicas:
         got = d.decide(ctx)
         view, _ = d._view("acct-h", d._accounts["acct-h"].state)
-        assert view.n == 31  # both halves, and this request
+        assert view.n == 30  # both halves; this request is observed once it is sent on
         assert got.risk == pytest.approx(expected, abs=0.05)
+        d.observe(ctx)
+        assert d._view("acct-h", d._accounts["acct-h"].state)[0].n == 31
     # a replica alone sees half the traffic and a different account
     solo = DistillationDetector(signals=SignalExtractor())
     for i in range(0, 30, 2):

@@ -1,7 +1,10 @@
 """The detector interface the gateway and offline `detect` share.
 
 `decide` runs before an exchange and may use only what was recorded before it; `record` runs
-after it with the spec's request event. The detector knows nothing of HTTP.
+after it with the spec's request event. A detector may also have `observe(request)`, which
+the gateway calls once the request is sent on (offline: right after `decide`), to do off the
+request's latency what needs the request but not its answer. The detector knows nothing of
+HTTP.
 """
 
 from __future__ import annotations

@@ -1,8 +1,13 @@
 """The distillation detector: request signals, account behaviour, campaigns, and the default
 policy that turns them into the spec's actions. The gateway and `stillwatch detect` run this
-same object: `decide` before an exchange, `record` after it.
+same object: `decide` before an exchange, `observe` once the request is sent on, `record`
+after the exchange.
 
-Causality: `decide` sees the request in hand and everything recorded before it. Campaigns are
+`decide` is on every request's path, so it reads state and scans the request for one signal
+only (coercion, which this very response must answer); the rest of the request's signals and
+its update of the account's state are `observe`'s, off that path.
+
+Causality: `decide` sees the request in hand and everything observed before it. Campaigns are
 re-clustered from the entity graph every `cluster_every` seconds of event time (not wall time),
 so replaying a log gives the same campaigns as the gateway saw live, and byte-identical output
 on every rerun.
@@ -28,10 +33,11 @@ from stillwatch.detect.cohorts import PartitionTracker, SyncTracker
 from stillwatch.detect.reasons import campaign_reason, feature_reasons
 from stillwatch.detect.risk import RiskModel
 from stillwatch.detect.shared import RedisShare
-from stillwatch.detect.signals import RequestSignals, SignalExtractor
+from stillwatch.detect.signals import Coercion, RequestSignals, SignalExtractor
 from stillwatch.events import Account, Campaign, RequestEvent, format_ts, parse_ts
 
 PROTECTED_TIERS = ("enterprise",)
+_OBSERVED = object()  # a decided request whose part of the state is in
 TEMPLATE_SHARE = 0.05  # never blocked automatically: review instead
 
 
@@ -86,7 +92,8 @@ class DistillationDetector:
         self.partition = PartitionTracker()
         self.campaigns: dict[str, CampaignState] = {}
         self._accounts: dict[str, _Account] = {}
-        self._pending: OrderedDict[str, RequestSignals] = OrderedDict()
+        # decided requests not yet recorded: their early coercion signal, until observed
+        self._pending: OrderedDict[str, Coercion | object] = OrderedDict()
         self._model_release: dict[str, float] = {}
         self._next_cluster: float | None = None
         self._now = 0.0
@@ -94,16 +101,38 @@ class DistillationDetector:
         # the gateway clusters in a worker process; offline, in line (and so reproducibly)
         self.clusterer = clusterer
 
-    # --- the two calls --------------------------------------------------------------------
+    # --- the three calls -----------------------------------------------------------------
     def decide(self, request: RequestContext) -> Decision:
-        sig = self.signals(request.body)
-        self._pending[request.id] = sig
+        """What to do with this request, from the account's state so far and the one signal
+        that answers this request alone (a demand for the hidden reasoning). Its own part of
+        the state is added by `observe`, after the request has been sent on."""
+        early = self.signals.coercion_of(request.body)
+        self._pending[request.id] = early
         if len(self._pending) > 10_000:  # requests that never came back to `record`
             self._pending.popitem(last=False)
-        acct = self._observe(
+        acct = self._known(request.account_id)
+        if request.tier:
+            acct.tier = request.tier
+        end_user = request.end_user
+        if early.flag and end_user:
+            acct.end_user_coercion[end_user] = acct.end_user_coercion.get(end_user, 0) + 1
+            if len(acct.end_user_coercion) > 1024:
+                acct.end_user_coercion.clear()
+        return self._decision(request.account_id, acct, early.flag, end_user)
+
+    def observe(self, request: RequestContext) -> None:
+        """The request's part of the account's state: all its signals, behaviour, links and
+        risk. The gateway calls it once the request is on its way upstream (off the
+        request's latency, before its answer); offline, right after `decide`. A request
+        observed here is not observed again by `record`."""
+        early = self._pending.get(request.id)
+        if not isinstance(early, Coercion):
+            return  # not decided here, or already observed (or recorded)
+        self._pending[request.id] = _OBSERVED
+        self._observe(
             request.account_id,
             request.ts,
-            sig,
+            self.signals(request.body, early),
             request.ip,
             request.conversation_id,
             request.end_user,
@@ -111,20 +140,18 @@ class DistillationDetector:
             request.tier,
             request.user_agent,
         )
-        return self._decision(request.account_id, acct, sig, request.end_user)
 
     def record(self, event: RequestEvent) -> None:
         account = event.account_id
         if account is None:
             return
         ts = parse_ts(event.ts)
-        sig = self._pending.pop(event.id, None)
-        if sig is None:  # served or refused without a decision (limits, allow-lists)
-            sig = self.signals(event.request)
+        early = self._pending.pop(event.id, None)
+        if early is not _OBSERVED:  # refused before `decide`, or `observe` did not run yet
             self._observe(
                 account,
                 ts,
-                sig,
+                self.signals(event.request, early if isinstance(early, Coercion) else None),
                 event.ip,
                 event.conversation_id,
                 event.end_user,
@@ -183,10 +210,6 @@ class DistillationDetector:
                 # (a sweep over a public set repeats each item, but each is a sliver)
                 if seen >= 3 and seen >= TEMPLATE_SHARE * state.n:
                     link(account, "template", f"{band:016x}")
-        if sig.coercion_flag and end_user:
-            acct.end_user_coercion[end_user] = acct.end_user_coercion.get(end_user, 0) + 1
-            if len(acct.end_user_coercion) > 1024:
-                acct.end_user_coercion.clear()
         acct.risk = self._risk(account, acct, ts)
         return acct
 
@@ -242,7 +265,7 @@ class DistillationDetector:
 
     # --- policy ---------------------------------------------------------------------------
     def _decision(
-        self, account: str, acct: _Account, sig: RequestSignals, end_user: str | None
+        self, account: str, acct: _Account, coercing: bool, end_user: str | None
     ) -> Decision:
         s = self.settings
         model = self.model
@@ -287,7 +310,7 @@ class DistillationDetector:
                 ),
                 scope="end_user",
             )
-        if sig.coercion_flag:
+        if coercing:
             return Decision(
                 "degrade",
                 own,

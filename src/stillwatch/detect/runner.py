@@ -1,6 +1,7 @@
 """Offline detection: a log replayed through a detector in time order, as the gateway would.
 
-For each event: `decide` on what came before, then `record` the event. The first decision that
+For each event: `decide` on what came before, `observe` the request (as the gateway does once
+it has sent it on), then `record` the event. The first decision that
 is not `allow` flags the account; verdicts say when, after how many of the account's requests,
 and why. Nothing later can change an earlier decision, so the output is causal by construction.
 """
@@ -68,13 +69,17 @@ def run_detection(
     extractor = getattr(detector, "signals", None)
     if workers and isinstance(extractor, SignalExtractor):
         events = presignalled(events, extractor, workers)
+    observe = getattr(detector, "observe", None)
     for event in events:
         account = event.account_id
         if account is None or event.action == "rejected":
             continue  # refused before it was an exchange of the account's
         state = accounts.setdefault(account, _AccountState())
-        decision = detector.decide(context_of(event))
+        context = context_of(event)
+        decision = detector.decide(context)
         assert not hasattr(decision, "__await__"), "offline detection needs a synchronous decide"
+        if observe is not None:
+            observe(context)  # as the gateway does once the request is sent on
         _update(state, decision, event)
         state.requests += 1
         detector.record(event)

@@ -454,7 +454,19 @@ class Gateway:
             self.metrics.decision_timeouts.inc()
             return ALLOW
         self.metrics.decided(result.action, self.policy.mode)
+        observe = getattr(self.detector, "observe", None)
+        if observe is not None:
+            # the request's part of the account state: once this request has been written
+            # upstream (the loop runs it at this coroutine's next wait), not on its latency
+            asyncio.get_running_loop().call_soon(self._observe, observe, ctx)
         return result
+
+    def _observe(self, observe: Any, ctx: RequestContext) -> None:
+        try:
+            observe(ctx)
+        except Exception:
+            self.metrics.decision_errors.inc()
+            log.exception("detector.observe failed")
 
     async def _forward(
         self,

@@ -19,6 +19,7 @@ from stillwatch.detect.signals.text import newest_user_text, skeleton_words, use
 
 __all__ = [
     "CATEGORIES",
+    "Coercion",
     "CoercionModel",
     "CorpusIndex",
     "CorpusMatch",
@@ -67,6 +68,18 @@ def _digest(text: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class Coercion:
+    """The one text signal `decide` needs before the exchange (a demand for the hidden
+    reasoning is answered by withholding it from this very response), with the memo's key,
+    so that the rest of the signals, computed after, do not repeat either."""
+
+    digest: bytes | None
+    score: float
+    concepts: frozenset[str]
+    flag: bool
+
+
+@dataclass(frozen=True, slots=True)
 class TextSignals:
     """What a prompt's text alone decides: the part of the signals worth remembering, and
     what offline workers compute ahead (`stillwatch.detect.parallel`)."""
@@ -102,19 +115,36 @@ class SignalExtractor:
         self.hits = 0
         self.misses = 0
 
-    def __call__(self, body: dict[str, Any]) -> RequestSignals:
+    def coercion_of(self, body: dict[str, Any]) -> Coercion:
+        """The coercion signal alone: remembered, or one scan of the newest user turn."""
         text = newest_user_text(body)
+        self._check_index()
+        digest = _digest(text) if self.memo else None
+        known = self._memo.get(digest) if digest is not None else None
+        if known is not None:
+            score, concepts = known.coercion, known.concepts
+        else:
+            score, concepts = self.coercion.score(text) if text else (0.0, frozenset())
+        return Coercion(digest, score, concepts, score >= self.coercion.threshold)
+
+    def _check_index(self) -> None:
         if self.corpus is not None and len(self.corpus) != self._indexed:
             self._memo.clear()  # the index grew: remembered corpus matches may be stale
             self._indexed = len(self.corpus)
+
+    def __call__(self, body: dict[str, Any], early: Coercion | None = None) -> RequestSignals:
+        """All the signals; `early`, this body's `coercion_of`, spares its work."""
+        text = newest_user_text(body)
+        self._check_index()
+        coercion = (early.score, early.concepts) if early is not None else None
         if not self.memo:
             self.misses += 1
-            return self._request_signals(body, text, self.text_signals(text))
-        digest = _digest(text)
+            return self._request_signals(body, text, self.text_signals(text, coercion))
+        digest = early.digest if early is not None and early.digest else _digest(text)
         known = self._memo.get(digest)
         if known is None:
             self.misses += 1
-            known = self.text_signals(text)
+            known = self.text_signals(text, coercion)
             self._remember(digest, known)
         else:
             self.hits += 1
@@ -152,10 +182,14 @@ class SignalExtractor:
         if len(self._memo) > self.memo:
             self._memo.popitem(last=False)
 
-    def text_signals(self, text: str) -> TextSignals:
+    def text_signals(
+        self, text: str, coercion: tuple[float, frozenset[str]] | None = None
+    ) -> TextSignals:
         words = skeleton_words(text)
         hashes = word_hashes(words)
-        score, found = self.coercion.score(text) if text else (0.0, frozenset())
+        if coercion is None:
+            coercion = self.coercion.score(text) if text else (0.0, frozenset())
+        score, found = coercion
         return TextSignals(
             coercion=score,
             concepts=found,
