@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from stillwatch.cli.analysis import DetectorSpec, check_causal
 from stillwatch.cli.main import app
+from stillwatch.detect.base import ALLOW, Decision, RequestContext
 from stillwatch.detect.baselines import NullDetector, VolumeDetector
 from stillwatch.detect.runner import detect_file, run_detection
 from stillwatch.events import RequestEvent, format_ts, read_records, write_records
@@ -86,3 +87,46 @@ def test_causality_check_catches_hindsight(tmp_path: Path) -> None:
         for v in verdicts
     ]
     assert check_causal(log, cheat, DetectorSpec("volume"))
+
+
+class _Tripwire:
+    """Flags an account once `trip` of its requests are observed; `decide` reads that."""
+
+    def __init__(self, trip: int) -> None:
+        self.trip, self.seen = trip, {}
+
+    def _standing(self, account: str) -> Decision:
+        tripped = self.seen.get(account, 0) >= self.trip
+        return Decision("throttle", 1.0, "trip") if tripped else ALLOW
+
+    def decide(self, request: RequestContext) -> Decision:
+        return self._standing(request.account_id)
+
+    def observe(self, request: RequestContext) -> None:
+        self.seen[request.account_id] = self.seen.get(request.account_id, 0) + 1
+
+    def standing(self, account: str) -> Decision:
+        return self._standing(account)
+
+    def record(self, event: RequestEvent) -> None:
+        return None
+
+
+def test_an_account_is_flagged_by_the_request_that_gives_it_away_and_it_counts_as_served(
+    tmp_path: Path,
+) -> None:
+    """Its decision came before it was observed: an account that stops right after that
+    request is flagged all the same, with the request counted among those served."""
+    events = [
+        RequestEvent(id=f"{a}-{i}", ts=format_ts(T0 + 60 * i), account_id=a, ip="10.1.2.3",
+                     request={"messages": [{"role": "user", "content": "q"}]})
+        for a, n in (("stops", 3), ("goes-on", 5), ("light", 2))
+        for i in range(n)
+    ]
+    events.sort(key=lambda e: (e.ts, e.id))
+    verdicts = {v.account_id: v for v in run_detection(events, _Tripwire(3))}
+    assert verdicts["stops"].flagged and verdicts["stops"].requests_before_flag == 3
+    assert verdicts["stops"].first_flagged_at == format_ts(T0 + 120)
+    assert verdicts["goes-on"].requests_before_flag == 3  # the same: the third gave it away
+    assert verdicts["goes-on"].action == "throttle"
+    assert not verdicts["light"].flagged

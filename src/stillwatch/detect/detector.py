@@ -141,6 +141,14 @@ class DistillationDetector:
             request.user_agent,
         )
 
+    def standing(self, account: str) -> Decision:
+        """The account's standing as observed so far: the decision its next plain request
+        would get (what the verdicts of `stillwatch detect` read after `observe`)."""
+        acct = self._accounts.get(account)
+        if acct is None:
+            return ALLOW
+        return self._decision(account, acct, False, None)
+
     def record(self, event: RequestEvent) -> None:
         account = event.account_id
         if account is None:

@@ -1,9 +1,12 @@
 """Offline detection: a log replayed through a detector in time order, as the gateway would.
 
 For each event: `decide` on what came before, `observe` the request (as the gateway does once
-it has sent it on), then `record` the event. The first decision that
-is not `allow` flags the account; verdicts say when, after how many of the account's requests,
-and why. Nothing later can change an earlier decision, so the output is causal by construction.
+it has sent it on), then `record` the event. The first decision that is not `allow` flags the
+account, and so does the account's standing once a request of its is observed (the decision
+its next request would get: an account that stops right after the request that gave it away
+is still flagged, with that request counted as served). Verdicts say when, after how many of
+the account's requests, and why. Nothing later can change an earlier decision, so the output
+is causal by construction.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ def run_detection(
     if workers and isinstance(extractor, SignalExtractor):
         events = presignalled(events, extractor, workers)
     observe = getattr(detector, "observe", None)
+    standing = getattr(detector, "standing", None)
     for event in events:
         account = event.account_id
         if account is None or event.action == "rejected":
@@ -78,10 +82,14 @@ def run_detection(
         context = context_of(event)
         decision = detector.decide(context)
         assert not hasattr(decision, "__await__"), "offline detection needs a synchronous decide"
-        if observe is not None:
-            observe(context)  # as the gateway does once the request is sent on
         _update(state, decision, event)
         state.requests += 1
+        if observe is not None:
+            observe(context)  # as the gateway does once the request is sent on
+            if standing is not None and state.first_flagged_at is None:
+                # this request, now observed, may put the account over the bar: flagged now,
+                # with this request counted as served (its decision came before it)
+                _update(state, standing(account), event)
         detector.record(event)
     return [
         Verdict(
