@@ -241,3 +241,42 @@ def test_allow_listed_address_skips_the_detector(tmp_path: Path, mock_upstream, 
         assert [c.ip for c in detector.seen] == ["203.0.113.7"]
     finally:
         gw.stop()
+
+
+def test_observe_runs_after_decide_while_the_request_is_upstream(
+    tmp_path: Path, mock_upstream
+) -> None:
+    """The detector's `observe` is scheduled once the decision is made, so it runs while the
+    request is upstream (before its answer is recorded) and no request waits for it; a
+    failing `observe` is counted and the request is served."""
+
+    class Observing(ScriptedDetector):
+        def __init__(self) -> None:
+            super().__init__({})
+            self.calls: list[tuple[str, str]] = []
+            self.fail = False
+
+        def decide(self, request: RequestContext):
+            self.calls.append(("decide", request.id))
+            return super().decide(request)
+
+        def observe(self, request: RequestContext) -> None:
+            self.calls.append(("observe", request.id))
+            if self.fail:
+                raise RuntimeError("boom")
+
+        def record(self, event: RequestEvent) -> None:
+            self.calls.append(("record", event.id))
+
+    det = Observing()
+    gw = start_gateway(tmp_path, mock_upstream.url, detector=det)
+    try:
+        key = gw.account("obs")
+        assert post(gw, key).status_code == 200
+        (rid,) = {r for _, r in det.calls}
+        assert det.calls == [("decide", rid), ("observe", rid), ("record", rid)]
+        det.fail = True
+        assert post(gw, key).status_code == 200
+        assert "stillwatch_decision_errors_total 1.0" in httpx.get(gw.url + "/metrics").text
+    finally:
+        gw.stop()
