@@ -25,19 +25,6 @@ ACTIONS: tuple[str, ...] = (
     "block",
 )
 _ACTION_SET = frozenset(ACTIONS)
-_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-# dotted-quad IPv4 as `ipaddress` accepts it (no leading zeros, ASCII digits): the common case
-# checked by one regex, not by the module's Python parser
-_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
-
-
-def _check_ip(value: str) -> None:
-    if _IPV4.fullmatch(value):
-        return
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        raise ValueError(f"ip is not an IPv4 or IPv6 address: {value!r}") from None
 LABELS = ("benign", "attacker")
 
 
@@ -52,6 +39,21 @@ def _check_ts(value: str | None, field: str) -> None:
             parse_ts(value)
         except ValueError as exc:
             raise ValueError(f"{field}: {exc}") from None
+
+
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# dotted-quad IPv4 as `ipaddress` accepts it (no leading zeros, ASCII digits): the common case
+# checked by one regex, not by the module's Python parser
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def _check_ip(value: str) -> None:
+    if _IPV4.fullmatch(value):
+        return
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"ip is not an IPv4 or IPv6 address: {value!r}") from None
 
 
 class Usage(msgspec.Struct, omit_defaults=True):

@@ -118,7 +118,6 @@ class SignalExtractor:
     def coercion_of(self, body: dict[str, Any]) -> Coercion:
         """The coercion signal alone: remembered, or one scan of the newest user turn."""
         text = newest_user_text(body)
-        self._check_index()
         digest = _digest(text) if self.memo else None
         known = self._memo.get(digest) if digest is not None else None
         if known is not None:
@@ -128,6 +127,7 @@ class SignalExtractor:
         return Coercion(digest, score, concepts, score >= self.coercion.threshold)
 
     def _check_index(self) -> None:
+        """Coercion does not read the index; the rest of the remembered signals do."""
         if self.corpus is not None and len(self.corpus) != self._indexed:
             self._memo.clear()  # the index grew: remembered corpus matches may be stale
             self._indexed = len(self.corpus)
@@ -140,7 +140,7 @@ class SignalExtractor:
         if not self.memo:
             self.misses += 1
             return self._request_signals(body, text, self.text_signals(text, coercion))
-        digest = early.digest if early is not None and early.digest else _digest(text)
+        digest = (early.digest if early is not None else None) or _digest(text)
         known = self._memo.get(digest)
         if known is None:
             self.misses += 1

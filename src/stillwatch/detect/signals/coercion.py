@@ -53,8 +53,10 @@ FEATURES = (
 _TAIL = 2000  # demands sit at either end of a prompt; the middle is the task
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 WINDOW = 160  # characters: a modifier counts only near a mention of reasoning
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Lexicon:
@@ -77,9 +79,6 @@ class _Lexicon:
             [t.encode() for t in terms], matchkind=kind, implementation=dfa
         )
 
-    def __len__(self) -> int:
-        return len(self.meaning)
-
     def find(self, low: str) -> list[tuple[int, int, int]]:
         """(term number, start, end) of every occurrence, overlapping ones included."""
         if low.isascii():
@@ -97,9 +96,10 @@ _LEXICON = _Lexicon()
 def hits(text: str) -> list[tuple[int, str]]:
     """(position, concept) of every lexicon term in the text, in text order; Latin-script
     terms must start a word ("raw" is not in "drawing"), stems may end anywhere."""
-    low = text.lower()
-    if len(low) > 2 * _TAIL:
-        low = low[:_TAIL] + "\n" + low[-_TAIL:]
+    if len(text) > 2 * _TAIL:  # cut before lower-casing: the middle is never read
+        low = text[:_TAIL].lower() + "\n" + text[-_TAIL:].lower()
+    else:
+        low = text.lower()
     meaning = _LEXICON.meaning
     out = []
     for number, start, _ in _LEXICON.find(low):

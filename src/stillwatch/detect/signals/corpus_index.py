@@ -24,7 +24,7 @@ SHINGLE = 8
 SAMPLE_MOD = 4
 MIN_KEPT = 3
 SCREEN_BITS = 21  # 2 MiB of flags: about 5% of unindexed shingles pass for 100,000 kept
-_SCREEN_MASK = np.uint64((1 << SCREEN_BITS) - 1)
+_SCREEN_MASK = (1 << SCREEN_BITS) - 1
 
 
 def shingle_hashes(words: list[str], width: int = SHINGLE) -> list[int]:
@@ -69,7 +69,7 @@ class CorpusIndex:
             for h in kept:
                 if h not in self._owner:
                     self._owner[h] = number
-                    self._screen[h & ((1 << SCREEN_BITS) - 1)] = True
+                    self._screen[h & _SCREEN_MASK] = True
                     fresh += 1
             self._items.append((corpus, position, max(1, fresh)))
             self._sizes[corpus] = position + 1
@@ -82,7 +82,7 @@ class CorpusIndex:
             return None
         hits: dict[int, int] = {}
         query = shingles(hashes, SHINGLE)
-        passed = query[self._screen[(query & _SCREEN_MASK).astype(np.intp)]]
+        passed = query[self._screen[(query & np.uint64(_SCREEN_MASK)).astype(np.intp)]]
         # distinct indexed shingles present
         for item in map(self._owner.get, set(passed.tolist())):
             if item is not None:
