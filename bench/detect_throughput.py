@@ -32,7 +32,13 @@ from stillwatch.detect.runner import run_detection
 from stillwatch.events import read_events_in_order
 
 ROOT = Path(__file__).resolve().parents[1]
-CHILDREN = ("null", "distillation-no-memo", "distillation", "distillation-workers")
+CHILDREN = (
+    "null",
+    "distillation-no-memo",
+    "distillation",
+    "distillation-workers",
+    "distillation-workers-lexicon",  # the coercion signal's encoder stage off
+)
 
 
 def peak_mib() -> float:
@@ -115,6 +121,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         memo = 0 if args.child == "distillation-no-memo" else 20_000
         timed = Timed(build_detector(
             accounts=accounts, index=build_corpus_index(args.corpora), signal_memo=memo,
+            coercion_encoder=not args.child.endswith("-lexicon"),
         ))
         detector = timed
     start_rss = peak_mib()
@@ -129,7 +136,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             if args.limit and n >= args.limit:
                 return
 
-    workers = default_workers() if args.child == "distillation-workers" else 0
+    workers = default_workers() if args.child.startswith("distillation-workers") else 0
     run_detection(events(), detector, workers=workers)
     seconds = time.perf_counter() - t
     out: dict[str, Any] = {
@@ -165,6 +172,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         out["campaigns"] = len(timed.d.campaigns)
         extractor = timed.extractor
         out["signal_memo_hit_rate"] = extractor.hits / max(1, extractor.hits + extractor.misses)
+        out["coercion_encoder_runs"] = extractor.encoder.runs if extractor.encoder else None
     return out
 
 
@@ -175,6 +183,7 @@ def main() -> None:
     ap.add_argument("--corpora", default=None)
     ap.add_argument("--limit", type=int, default=0, help="use the first N events only")
     ap.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
+    ap.add_argument("--only", nargs="+", choices=CHILDREN, help="run these children only")
     ap.add_argument("--out", default=str(ROOT / "bench/results/detect_throughput.json"))
     args = ap.parse_args()
     if args.child:
@@ -200,7 +209,7 @@ def main() -> None:
         args.accounts = f"{tmp.name}/accounts.jsonl.gz"
     runs = {}
     # baseline first, then the detector without and with its signal memo, then with workers
-    for name in CHILDREN:
+    for name in args.only or CHILDREN:
         cmd = [sys.executable, __file__, args.events, "--child", name]
         for flag, value in (
             ("--accounts", args.accounts),
@@ -216,13 +225,17 @@ def main() -> None:
             f"{name:<13} {r['events']:>10,} events {r['seconds']:8.1f} s "
             f"{r['events_per_s']:>9,.0f}/s  peak {r['peak_rss_mib']:,.0f} MiB"
         )
+    if args.only:
+        Path(args.out).write_text(json.dumps(runs, indent=1) + "\n")
+        return
     d, b, cold = runs["distillation"], runs["null"], runs["distillation-no-memo"]
-    par = runs["distillation-workers"]
+    par, lex = runs["distillation-workers"], runs["distillation-workers-lexicon"]
     result = {
         **runs,
         "ratio_time_distillation_to_null": d["seconds"] / b["seconds"],
         "ratio_time_no_memo_to_memo": cold["seconds"] / d["seconds"],
         "ratio_time_in_line_to_workers": d["seconds"] / par["seconds"],
+        "ratio_time_encoder_to_lexicon": par["seconds"] / lex["seconds"],
         "extra_peak_rss_mib": d["peak_rss_mib"] - b["peak_rss_mib"],
         "target_events_per_s": 50_000,
         "target_decide_p99_us": 200,
@@ -243,6 +256,9 @@ def main() -> None:
     print(f"signals computed ahead by {par['signal_workers']} worker(s): "
           f"{par['events_per_s']:,.0f} events/s, {result['ratio_time_in_line_to_workers']:.2f}x "
           f"the in-line run's speed")
+    print(f"coercion encoder stage: ran on {d['coercion_encoder_runs']} prompts; workers take "
+          f"{result['ratio_time_encoder_to_lexicon']:.2f}x the time of the lexicon alone "
+          f"({lex['events_per_s']:,.0f} events/s)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     if tmp is not None:

@@ -280,3 +280,59 @@ def test_observe_runs_after_decide_while_the_request_is_upstream(
         assert "stillwatch_decision_errors_total 1.0" in httpx.get(gw.url + "/metrics").text
     finally:
         gw.stop()
+
+
+def test_slow_signals_run_in_a_thread_and_the_record_waits_for_observe(
+    tmp_path: Path, mock_upstream
+) -> None:
+    """A detector's slow signal work (the coercion encoder stage) runs in a worker thread, not
+    on the event loop: another request is served meanwhile; the request is observed once the
+    work is done, and recorded only after it is observed, even when its answer came first."""
+
+    class Slow(ScriptedDetector):
+        def __init__(self) -> None:
+            super().__init__({})
+            self.calls: list[tuple[str, str]] = []
+
+        def decide(self, request: RequestContext):
+            self.calls.append(("decide", request.id))
+            return super().decide(request)
+
+        def slow_signals(self, request: RequestContext):
+            if request.body["messages"][0]["content"] != "slow":
+                return None
+
+            def work() -> None:
+                time.sleep(0.5)
+                self.calls.append(("slow", request.id))
+
+            return work
+
+        def observe(self, request: RequestContext) -> None:
+            self.calls.append(("observe", request.id))
+
+        def record(self, event: RequestEvent) -> None:
+            self.calls.append(("record", event.id))
+
+    det = Slow()
+    gw = start_gateway(tmp_path, mock_upstream.url, detector=det)
+    try:
+        key = gw.account("slow")
+        body = {"model": "mock-small", "messages": [{"role": "user", "content": "slow"}]}
+        headers = {"Authorization": f"Bearer {key}"}
+        assert httpx.post(gw.url + "/v1/chat/completions", headers=headers, json=body).is_success
+        assert post(gw, key).status_code == 200  # served while the first one's work runs
+        deadline = time.time() + 5
+        while len(det.calls) < 7 and time.time() < deadline:
+            time.sleep(0.05)
+        first = det.calls[0][1]
+        mine = [c for c, r in det.calls if r == first]
+        assert mine == ["decide", "slow", "observe", "record"]
+        other = [c for c, r in det.calls if r != first]
+        assert other == ["decide", "observe", "record"]
+        # the second request was recorded before the first one's slow work was done
+        assert det.calls.index(("slow", first)) > max(
+            i for i, (c, r) in enumerate(det.calls) if r != first and c == "record"
+        )
+    finally:
+        gw.stop()

@@ -152,6 +152,9 @@ class Policy(BaseModel):
     detection_state: Literal["memory", "redis"] = "memory"  # redis: shared by replicas
     detection_model: str | None = None  # a model.json from `stillwatch calibrate`
     corpora: str | None = None  # corpora for the membership index (default: shipped samples)
+    # coercion in languages the lexicon lacks, scored off the request path (needs the
+    # stillwatch[multilingual] extra; without it the lexicon alone is used)
+    coercion_encoder: bool = True
     watermark: WatermarkPolicy = WatermarkPolicy()
 
     @field_validator("trusted_proxies", mode="before")

@@ -40,6 +40,7 @@ class DetectorSpec:
     corpora: Path | None = None
     extra_corpora: list[Path] = field(default_factory=list)
     use_corpus: bool = True
+    coercion_encoder: bool = True
 
     def build(self, index: Any = None):
         from stillwatch.detect.factory import build_detector, load_accounts
@@ -53,6 +54,7 @@ class DetectorSpec:
                 extra_corpora=self.extra_corpora,
                 use_corpus=self.use_corpus,
                 index=index,
+                coercion_encoder=self.coercion_encoder,
             )
         except (ValueError, OSError, RecordError) as exc:
             raise fail(str(exc)) from None
@@ -76,6 +78,11 @@ def detect(
         [], exists=True, dir_okay=False, help="More JSONL prompts for the index (repeatable)."
     ),
     corpus_signal: bool = typer.Option(True, help="Use the corpus-membership signal."),
+    coercion_encoder: bool = typer.Option(
+        True,
+        help="The coercion signal's encoder stage, for languages the lexicon lacks (when "
+        "stillwatch[multilingual] is installed).",
+    ),
     workers: int | None = typer.Option(
         None, min=0,
         help="Processes computing request signals ahead (default: one per spare core; 0: "
@@ -87,7 +94,9 @@ def detect(
     from stillwatch.detect.parallel import default_workers
     from stillwatch.detect.runner import detect_file
 
-    spec = DetectorSpec(detector, model, accounts, corpora, list(corpus), corpus_signal)
+    spec = DetectorSpec(
+        detector, model, accounts, corpora, list(corpus), corpus_signal, coercion_encoder
+    )
     workers = default_workers() if workers is None else workers
     try:
         verdicts = detect_file(
@@ -141,16 +150,22 @@ def signals_cmd(
     ),
     corpora: Path | None = typer.Option(None, envvar="STILLWATCH_CORPORA"),
     corpus_signal: bool = typer.Option(True, help="Look prompts up in the corpus index."),
+    coercion_encoder: bool = typer.Option(
+        True,
+        help="Score prompts in languages the coercion lexicon lacks with the multilingual "
+        "encoder (needs stillwatch[multilingual]).",
+    ),
 ) -> None:
-    """Print the request signals of each line as JSONL: coercion score and flag, capability,
-    template fingerprint, corpus match, parameter flags."""
+    """Print the request signals of each line as JSONL: coercion score and flag (and the
+    encoder stage's score where it ran), capability, template fingerprint, corpus match,
+    parameter flags."""
     import orjson
 
     from stillwatch.detect.factory import build_corpus_index
     from stillwatch.detect.signals import SignalExtractor
 
     index = build_corpus_index(corpora) if corpus_signal else None
-    extract = SignalExtractor(corpus=index, use_corpus=corpus_signal)
+    extract = SignalExtractor(corpus=index, use_corpus=corpus_signal, encoder=coercion_encoder)
     opener = gzip.open if file.suffix == ".gz" else open
     with opener(file, "rt", encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):

@@ -16,8 +16,9 @@ on every rerun.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 from stillwatch.detect.account import AccountState, template_bands
 from stillwatch.detect.base import ALLOW, Decision, RequestContext
@@ -140,6 +141,22 @@ class DistillationDetector:
             request.tier,
             request.user_agent,
         )
+
+    def warm(self) -> None:
+        """Load what the signals load on first use (the gateway calls it at start-up)."""
+        self.signals.warm()
+
+    def slow_signals(self, request: RequestContext) -> Callable[[], None] | None:
+        """Work `observe` would otherwise do on the caller's thread for tens of milliseconds
+        (the coercion signal's encoder stage, for a new text in a language the lexicon does
+        not read): the gateway runs it in a worker thread first. None when there is none."""
+        early = self._pending.get(request.id)
+        if not isinstance(early, Coercion):
+            return None
+        text = self.signals.slow_text(request.body, early)
+        if text is None:
+            return None
+        return partial(self.signals.precompute, text, early)
 
     def standing(self, account: str) -> Decision:
         """The account's standing as observed so far: the decision its next plain request

@@ -66,6 +66,7 @@ def build_detector(
     share: Any = None,
     background_clustering: bool = False,
     signal_memo: int = 20_000,
+    coercion_encoder: bool = True,
 ) -> Detector:
     from stillwatch.detect.baselines import DETECTORS
 
@@ -78,7 +79,9 @@ def build_detector(
 
     if use_corpus and index is None:
         index = build_corpus_index(corpora, extra_corpora)
-    signals = SignalExtractor(corpus=index, use_corpus=use_corpus, memo=signal_memo)
+    signals = SignalExtractor(
+        corpus=index, use_corpus=use_corpus, memo=signal_memo, encoder=coercion_encoder
+    )
     from stillwatch.detect.campaigns import BackgroundClusterer
 
     return DistillationDetector(

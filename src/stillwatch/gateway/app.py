@@ -102,6 +102,7 @@ class Exchange:
     error: dict[str, Any] | None = None
     upstream_ms: float | None = None
     watermark_key_id: str | None = None
+    observing: asyncio.Future[None] | None = None  # the detector's slow observe, if any
 
 
 class Gateway:
@@ -155,6 +156,9 @@ class Gateway:
             read_timeout=self.policy.upstream_read_timeout_s,
         )
         await asyncio.to_thread(self.keyring.load)
+        warm = getattr(self.detector, "warm", None)
+        if warm is not None:  # models a first request would otherwise load on the loop
+            await asyncio.to_thread(warm)
         self.keyring.start()
         self.telemetry.start()
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
@@ -458,8 +462,32 @@ class Gateway:
         if observe is not None:
             # the request's part of the account state: once this request has been written
             # upstream (the loop runs it at this coroutine's next wait), not on its latency
-            asyncio.get_running_loop().call_soon(self._observe, observe, ctx)
+            asyncio.get_running_loop().call_soon(self._observe_soon, observe, ex, ctx)
         return result
+
+    def _observe_soon(self, observe: Any, ex: Exchange, ctx: RequestContext) -> None:
+        slow = getattr(self.detector, "slow_signals", None)
+        work = self._slow_work(slow, ctx) if slow is not None else None
+        if work is None:
+            self._observe(observe, ctx)
+        else:  # a slow signal first, in a worker thread: the loop serves others meanwhile
+            ex.observing = asyncio.ensure_future(self._observe_after(work, observe, ctx))
+
+    def _slow_work(self, slow: Any, ctx: RequestContext) -> Any:
+        try:
+            return slow(ctx)
+        except Exception:
+            self.metrics.decision_errors.inc()
+            log.exception("detector.slow_signals failed")
+            return None
+
+    async def _observe_after(self, work: Any, observe: Any, ctx: RequestContext) -> None:
+        try:
+            await asyncio.to_thread(work)
+        except Exception:  # observe computes the signals itself
+            self.metrics.decision_errors.inc()
+            log.exception("detector slow signals failed")
+        self._observe(observe, ctx)
 
     def _observe(self, observe: Any, ctx: RequestContext) -> None:
         try:
@@ -643,16 +671,23 @@ class Gateway:
         await self._refuse(send, ex, err, headers)
 
     # --- the record -----------------------------------------------------------------------
+    def _record(self, event: RequestEvent) -> None:
+        try:
+            self.detector.record(event)
+        except Exception:
+            self.metrics.decision_errors.inc()
+            log.exception("detector.record failed")
+
     def _finish(self, ex: Exchange) -> None:
         seconds = time.perf_counter() - ex.started
         self.metrics.count(ex.endpoint, ex.action, seconds)
         event = self._event(ex)
         if ex.action not in ("rejected",) and ex.key is not None:
-            try:
-                self.detector.record(event)
-            except Exception:
-                self.metrics.decision_errors.inc()
-                log.exception("detector.record failed")
+            if ex.observing is not None and not ex.observing.done():
+                # the request's observe is still computing a slow signal: record after it
+                ex.observing.add_done_callback(lambda _: self._record(event))
+            else:
+                self._record(event)
         self.telemetry.submit(event)
         if ex.usage:
             self.metrics.tokens.labels("prompt").inc(ex.usage.get("prompt_tokens") or 0)

@@ -92,6 +92,7 @@ def build_gateway(
             corpora=policy.corpora,
             share=share,
             background_clustering=True,
+            coercion_encoder=policy.coercion_encoder,
         )
     admin_token = settings.admin_token or os.environ.get("STILLWATCH_ADMIN_TOKEN")
     admin = build_admin_app(store, keyring, admin_token)

@@ -11,6 +11,7 @@ from typing import Any
 
 from stillwatch.detect.signals.capability import CATEGORIES, text_capability, uses_tools
 from stillwatch.detect.signals.coercion import CoercionModel
+from stillwatch.detect.signals.coercion_encoder import EncoderStage, load_stage
 from stillwatch.detect.signals.corpus_index import CorpusIndex, CorpusMatch
 from stillwatch.detect.signals.hashing import word_hashes
 from stillwatch.detect.signals.params import parameter_flags
@@ -40,12 +41,16 @@ class RequestSignals:
     params: tuple[str, ...]
     user_turns: int
     chars: int
+    coercion_encoder: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "coercion": round(self.coercion, 4),
             "coercion_flag": self.coercion_flag,
             "coercion_concepts": sorted(self.coercion_concepts),
+            "coercion_encoder": (
+                None if self.coercion_encoder is None else round(self.coercion_encoder, 4)
+            ),
             "category": self.category,
             "template": fingerprint_text(self.template),
             "corpus": (
@@ -82,18 +87,24 @@ class Coercion:
 @dataclass(frozen=True, slots=True)
 class TextSignals:
     """What a prompt's text alone decides: the part of the signals worth remembering, and
-    what offline workers compute ahead (`stillwatch.detect.parallel`)."""
+    what offline workers compute ahead (`stillwatch.detect.parallel`). `coercion` is the
+    lexicon's score (what `decide` reads); `encoder` the second stage's, where it ran;
+    `coercion_flag` is either stage's flag."""
 
     coercion: float
     concepts: frozenset[str]
     category: str
     template: tuple[int, ...]
     corpus: CorpusMatch | None
+    encoder: float | None
+    coercion_flag: bool
 
 
 class SignalExtractor:
-    """Holds what the signals need (coercion model, corpus index); `use_corpus=False` switches
-    the corpus-membership signal off, for the ablation the evaluation reports.
+    """Holds what the signals need (coercion model, its encoder stage, corpus index);
+    `use_corpus=False` switches the corpus-membership signal off, for the ablation the
+    evaluation reports. `encoder=True` adds the coercion signal's encoder stage when its
+    optional packages are installed; False leaves it out.
 
     The same prompt text recurs (retries, one benchmark run by many users, a corpus harvested
     by many accounts, an app's fixed prompts), so the text's signals are remembered for the
@@ -106,8 +117,10 @@ class SignalExtractor:
         corpus: CorpusIndex | None = None,
         use_corpus: bool = True,
         memo: int = 20_000,
+        encoder: EncoderStage | bool = True,
     ) -> None:
         self.coercion = coercion or CoercionModel.load()
+        self.encoder = load_stage() if encoder is True else (encoder or None)
         self.corpus = corpus if use_corpus else None
         self.memo = memo
         self._memo: OrderedDict[bytes, TextSignals] = OrderedDict()  # by digest: bounded
@@ -156,7 +169,7 @@ class SignalExtractor:
     ) -> RequestSignals:
         return RequestSignals(
             coercion=known.coercion,
-            coercion_flag=known.coercion >= self.coercion.threshold,
+            coercion_flag=known.coercion_flag,
             coercion_concepts=known.concepts,
             category="agentic" if uses_tools(body) else known.category,
             template=known.template,
@@ -164,12 +177,36 @@ class SignalExtractor:
             params=parameter_flags(body),
             user_turns=user_turns(body),
             chars=len(text),
+            coercion_encoder=known.encoder,
         )
 
     key = staticmethod(_digest)  # what the memo is keyed by
 
     def remembers(self, key: bytes) -> bool:
         return key in self._memo
+
+    def warm(self) -> None:
+        """Load the encoder stage's models now rather than on the first prompt that needs
+        them (not before forking workers: each loads its own)."""
+        if self.encoder is not None:
+            self.encoder.warm()
+
+    def slow_text(self, body: dict[str, Any], early: Coercion) -> str | None:
+        """The newest user turn when its signals are not remembered and need the encoder
+        stage (tens of milliseconds: the gateway computes them in a worker thread with
+        `precompute` rather than on its event loop), else None."""
+        if self.encoder is None or early.digest is None or early.flag:
+            return None
+        if early.digest in self._memo:
+            return None
+        text = newest_user_text(body)
+        return text if self.encoder.applies(text) else None
+
+    def precompute(self, text: str, early: Coercion) -> None:
+        """Remember the text's signals, computed now (safe in another thread: the memo's
+        single operations hold the interpreter lock)."""
+        if early.digest is not None:
+            self._remember(early.digest, self.text_signals(text, (early.score, early.concepts)))
 
     def prime(self, computed: Iterable[tuple[bytes, TextSignals]]) -> None:
         """Remember signals computed elsewhere (by `text_signals`, in a worker), by `key`."""
@@ -190,10 +227,17 @@ class SignalExtractor:
         if coercion is None:
             coercion = self.coercion.score(text) if text else (0.0, frozenset())
         score, found = coercion
+        flag = score >= self.coercion.threshold
+        encoder = None
+        if not flag and self.encoder is not None:
+            encoder = self.encoder.score(text)  # None where the lexicon reads the language
+            flag = self.encoder.flags(encoder)
         return TextSignals(
             coercion=score,
             concepts=found,
             category=text_capability(words),
             template=template_minhash(hashes),
             corpus=self.corpus.match(hashes) if self.corpus is not None else None,
+            encoder=encoder,
+            coercion_flag=flag,
         )

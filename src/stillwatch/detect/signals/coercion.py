@@ -177,24 +177,36 @@ class CoercionModel:
         return cls(tuple(data["weights"]), float(data["bias"]), float(data["threshold"]))
 
 
+HARD_WEIGHT = 50.0  # a curated hard negative counts as this many ordinary benign prompts
+
+
 def fit_coercion(
-    positives: Sequence[str], negatives: Sequence[str], max_benign_rate: float = 0.0005
+    positives: Sequence[str],
+    negatives: Sequence[str],
+    max_benign_rate: float = 0.0005,
+    hard_negatives: Sequence[str] = (),
 ) -> CoercionModel:
     """Logistic regression over concept features with balanced classes; the threshold is then
-    the lowest one that flags at most `max_benign_rate` of the benign prompts."""
+    the lowest one that flags at most `max_benign_rate` of the benign prompts and none of the
+    `hard_negatives` (curated benign prompts that talk about reasoning, weighted up)."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    x = np.array([features(hits(t)) for t in [*positives, *negatives]])
-    y = np.array([1] * len(positives) + [0] * len(negatives))
+    x = np.array([features(hits(t)) for t in [*positives, *negatives, *hard_negatives]])
+    y = np.array([1] * len(positives) + [0] * (len(negatives) + len(hard_negatives)))
+    weight = np.r_[
+        np.ones(len(positives) + len(negatives)), np.full(len(hard_negatives), HARD_WEIGHT)
+    ]
     lr = LogisticRegression(C=3.0, max_iter=1000, class_weight="balanced")
-    lr.fit(x, y)
+    lr.fit(x, y, sample_weight=weight)
     model = CoercionModel(
         tuple(round(float(w), 4) for w in lr.coef_[0]), round(float(lr.intercept_[0]), 4)
     )
     benign = np.sort(np.array([model.score(t)[0] for t in negatives]))[::-1]
     allowed = int(max_benign_rate * len(benign))
-    # strictly above the score of the first benign prompt past the allowance
+    # strictly above the score of the first benign prompt past the allowance, and of every
+    # hard negative
     floor = float(benign[allowed]) if allowed < len(benign) else 0.0
+    floor = max([floor, *(model.score(t)[0] for t in hard_negatives)])
     threshold = max(0.5, min(0.999, floor + 1e-6))
     return CoercionModel(model.weights, model.bias, round(threshold, 6))
