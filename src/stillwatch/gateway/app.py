@@ -146,6 +146,7 @@ class Gateway:
         self._allow_ips = NetworkSet(policy.allow_list.ips)
         self.watermark = WatermarkHandoff(policy.watermark)
         self._budget = policy.decision_budget_ms / 1000.0
+        self._observing: set[asyncio.Future[None]] = set()  # strong refs to slow observes
         self.in_flight = 0  # exchanges between arrival and their event's hand-off
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -472,6 +473,8 @@ class Gateway:
             self._observe(observe, ctx)
         else:  # a slow signal first, in a worker thread: the loop serves others meanwhile
             ex.observing = asyncio.ensure_future(self._observe_after(work, observe, ctx))
+            self._observing.add(ex.observing)
+            ex.observing.add_done_callback(self._observing.discard)
 
     def _slow_work(self, slow: Any, ctx: RequestContext) -> Any:
         try:
