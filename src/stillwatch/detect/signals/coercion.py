@@ -202,11 +202,17 @@ def fit_coercion(
     model = CoercionModel(
         tuple(round(float(w), 4) for w in lr.coef_[0]), round(float(lr.intercept_[0]), 4)
     )
-    benign = np.sort(np.array([model.score(t)[0] for t in negatives]))[::-1]
-    allowed = int(max_benign_rate * len(benign))
-    # strictly above the score of the first benign prompt past the allowance, and of every
-    # hard negative
-    floor = float(benign[allowed]) if allowed < len(benign) else 0.0
-    floor = max([floor, *(model.score(t)[0] for t in hard_negatives)])
-    threshold = max(0.5, min(0.999, floor + 1e-6))
-    return CoercionModel(model.weights, model.bias, round(threshold, 6))
+    threshold = threshold_above(
+        [model.score(t)[0] for t in negatives],
+        int(max_benign_rate * len(negatives)),
+        max((model.score(t)[0] for t in hard_negatives), default=0.0),
+    )
+    return CoercionModel(model.weights, model.bias, threshold)
+
+
+def threshold_above(benign: Sequence[float], allowed: int, at_least: float = 0.0) -> float:
+    """An operating threshold (within [0.5, 0.999]) strictly above the score of every benign
+    prompt but the `allowed` highest, and above `at_least`."""
+    ranked = sorted(benign, reverse=True)
+    floor = float(ranked[allowed]) if allowed < len(ranked) else 0.0
+    return round(max(0.5, min(0.999, max(floor, at_least) + 1e-6)), 6)

@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from stillwatch.detect.signals.coercion import LEXICON
+from stillwatch.detect.signals.coercion import LEXICON, threshold_above
 
 COVERED = frozenset(lang for by_lang in LEXICON.values() for lang in by_lang)
 ENDS = 300  # characters read at each end: a demand sits at the start or the end of a prompt
@@ -99,6 +99,8 @@ class LanguageGate:
     def __init__(self, mass: float = 0.1) -> None:
         self.mass = mass
         self._identifier: Any = None
+        # the last answer: the gateway asks for a text before observing it, which asks again
+        self._last: tuple[str, bool] = ("", True)
 
     def load(self) -> Any:
         if self._identifier is None:
@@ -112,6 +114,14 @@ class LanguageGate:
         return float(sum(p for lang, p in ranked if lang in COVERED))
 
     def covered(self, text: str) -> bool:
+        last = self._last  # one read: another thread may replace it
+        if last[0] == text:
+            return last[1]
+        answer = self._covered(text)
+        self._last = (text, answer)
+        return answer
+
+    def _covered(self, text: str) -> bool:
         for part in ends(text):
             found = words(part)
             if len(found) < 2 or not _prose(part, found) or _plainly_english(found):
@@ -202,10 +212,8 @@ def fit_probe(
     probe = EncoderProbe(
         tuple(round(float(w), 5) for w in lr.coef_[0]), round(float(lr.intercept_[0]), 5), 0.5
     )
-    benign = sorted(probe.scores(gated_negatives), reverse=True) if len(gated_negatives) else []
-    floor = benign[allowed] if allowed < len(benign) else 0.0
-    threshold = max(0.5, min(0.9999, floor + 1e-6))
-    return EncoderProbe(probe.weights, probe.bias, round(threshold, 6))
+    benign = probe.scores(gated_negatives) if len(gated_negatives) else []
+    return EncoderProbe(probe.weights, probe.bias, threshold_above(benign, allowed))
 
 
 class EncoderStage:
